@@ -1,0 +1,20 @@
+"""Named random streams: every source of randomness derives from the config seed.
+
+Each purpose (noise, init, shuffle, augment, ...) gets its own key by folding a
+stable hash of its name into the root key, so adding a new stream never shifts
+an existing one, and the same seed gives the same streams on every machine.
+"""
+
+import zlib
+
+import jax
+
+
+def purpose_key(seed: int, purpose: str) -> jax.Array:
+    """Returns the PRNG key of the stream named `purpose` under `seed`."""
+    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+
+
+def purpose_seed(seed: int, purpose: str) -> int:
+    """A 31-bit integer seed for the named stream, for non-JAX consumers."""
+    return zlib.crc32(f"{seed}/{purpose}".encode()) & 0x7FFFFFFF
