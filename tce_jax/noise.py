@@ -1,0 +1,288 @@
+"""Deterministic, exact label noise: the noisy labels are a function of a PRNG key.
+
+`corrupt_labels(key, labels, ...)` flips an exact number of labels (never a
+per-example coin toss, whose realised rate drifts from seed to seed) and reports
+the realised noise rate and transition matrix beside the noisy labels.
+
+Determinism: the key's raw words seed a numpy PCG64 bit generator, and only its
+float64 draws (`Generator.random`, a fixed function of the 64-bit stream) and
+stable sorts are used. The result is therefore a function of (key, labels,
+arguments) alone: identical on every platform, device count and process count,
+and independent of how the labels are later batched or sharded, because it is
+computed once for the whole label array. One million labels take about 0.1 s.
+
+Kinds (`KINDS`), with N examples and N_c of clean class c:
+
+* ``symmetric``: exactly round(rate * N) examples, chosen uniformly without
+  replacement, each relabelled uniformly among the other K - 1 classes.
+* ``uniform``: exactly round(rate * N) examples, chosen the same way, get a label
+  drawn uniformly from all K classes (about 1/K of them keep theirs, so the
+  realised rate is about rate * (K - 1) / K).
+* ``pair``: in each class c exactly round(rate * N_c) examples flip to
+  (c + 1) mod K.
+* ``asymmetric_cifar10``: the standard CIFAR-10 map truck->automobile,
+  bird->airplane, deer->horse, cat->dog, dog->cat; round(rate * N_c) examples of
+  each source class flip, chosen from the clean labels, so flips never chain.
+* ``matrix``: for a row-stochastic matrix T (rows = clean class), class c sends
+  exactly n_cj examples to class j, where n_cj is T[c, j] * N_c rounded by the
+  largest-remainder method (floor every entry, then give the leftover units to
+  the largest fractional parts, ties to the lower class index), so each row of
+  counts sums to N_c. `rate` is not used by this kind.
+
+Python's `round` (half to even) defines every "round" above.
+"""
+
+import dataclasses
+import numbers
+
+import jax
+import numpy as np
+
+KINDS = ("symmetric", "uniform", "pair", "asymmetric_cifar10", "matrix")
+
+# CIFAR-10 class ids: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog,
+# 6 frog, 7 horse, 8 ship, 9 truck.
+ASYMMETRIC_CIFAR10_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+_ROW_SUM_TOLERANCE = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyLabels:
+    """Noisy labels and what the noise realised.
+
+    Attributes:
+      labels: int32 [N], the noisy labels.
+      is_noisy: bool [N], True where the noisy label differs from the clean one.
+      transition_matrix: float64 [K, K], realised P(noisy = j | clean = c) with
+        rows indexed by the clean class; a class absent from the labels gets the
+        identity row.
+      rate: the realised fraction of examples whose label changed.
+    """
+
+    labels: np.ndarray
+    is_noisy: np.ndarray
+    transition_matrix: np.ndarray
+    rate: float
+
+
+def check_arguments(*, num_classes, rate, kind, transition_matrix=None):
+    """Validates the noise arguments that do not depend on the labels.
+
+    Args:
+      num_classes: number of classes K, an int >= 2.
+      rate: noise rate, a real number in [0, 1).
+      kind: one of `KINDS`.
+      transition_matrix: None, or for kind "matrix" a row-stochastic K x K
+        array-like (rows = clean class).
+
+    Returns:
+      The transition matrix as float64 [K, K] rows normalised to sum to 1, or
+      None for the other kinds.
+
+    Raises:
+      ValueError: saying which argument is wrong and what is allowed.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise ValueError(f"rate must be a real number in [0, 1), got {rate!r}")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "asymmetric_cifar10" and num_classes != 10:
+        raise ValueError(
+            f"kind='asymmetric_cifar10' needs num_classes=10 (the CIFAR-10 map), "
+            f"got {num_classes}"
+        )
+    if kind != "matrix":
+        if transition_matrix is not None:
+            raise ValueError(
+                f"transition_matrix is only used with kind='matrix', not {kind!r}; "
+                "pass None"
+            )
+        return None
+    if transition_matrix is None:
+        raise ValueError(
+            "kind='matrix' needs a transition_matrix (K x K, rows sum to 1)"
+        )
+    try:
+        matrix = np.asarray(transition_matrix, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"transition_matrix must be a K x K array of numbers: {error}"
+        ) from error
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(
+            f"transition_matrix must have shape ({num_classes}, {num_classes}), "
+            f"got {matrix.shape}"
+        )
+    if not np.all(np.isfinite(matrix)) or np.any(matrix < 0):
+        raise ValueError("transition_matrix entries must be finite and >= 0")
+    row_sums = matrix.sum(axis=1)
+    if not np.allclose(row_sums, 1.0, rtol=0.0, atol=_ROW_SUM_TOLERANCE):
+        raise ValueError(
+            "transition_matrix must be row-stochastic (every row sums to 1 within "
+            f"{_ROW_SUM_TOLERANCE}), got row sums {row_sums.tolist()}"
+        )
+    return matrix / row_sums[:, None]
+
+
+def corrupt_labels(
+    key, labels, *, num_classes, rate, kind="symmetric", transition_matrix=None
+):
+    """Corrupts integer labels with an exact amount of noise of the given kind.
+
+    See the module docstring for the exact definition of each kind.
+
+    Args:
+      key: a JAX PRNG key (typed `jax.random.key` or raw `jax.random.PRNGKey`).
+      labels: int array-like [N] of clean labels in [0, num_classes).
+      num_classes: number of classes K >= 2.
+      rate: fraction to corrupt, in [0, 1) (unused by kind "matrix").
+      kind: one of `KINDS`.
+      transition_matrix: row-stochastic K x K array (rows = clean class), only
+        for kind "matrix".
+
+    Returns:
+      A `NoisyLabels`.
+
+    Raises:
+      ValueError: on a bad key, labels, rate, kind, K or matrix.
+
+    Example:
+      >>> key = jax.random.key(0)
+      >>> noisy = corrupt_labels(key, np.arange(10) % 2, num_classes=2, rate=0.2)
+      >>> int(noisy.is_noisy.sum())
+      2
+    """
+    matrix = check_arguments(
+        num_classes=num_classes,
+        rate=rate,
+        kind=kind,
+        transition_matrix=transition_matrix,
+    )
+    clean = _check_labels(labels, num_classes)
+    rng = _numpy_generator(key)
+    if kind in ("symmetric", "uniform"):
+        noisy = _corrupt_chosen_examples(rng, clean, num_classes, rate, kind)
+    else:
+        counts = _target_counts(clean, num_classes, rate, kind, matrix)
+        noisy = _assign_counts_per_class(rng, clean, counts)
+    return _summarise(clean, noisy, num_classes)
+
+
+def _check_labels(labels, num_classes):
+    clean = np.asarray(labels)
+    if clean.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array [N], got shape {clean.shape}")
+    if clean.size and not np.issubdtype(clean.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {clean.dtype}")
+    if clean.size and (clean.min() < 0 or clean.max() >= num_classes):
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got values in "
+            f"[{clean.min()}, {clean.max()}]"
+        )
+    return clean.astype(np.int32)
+
+
+def _numpy_generator(key):
+    """A numpy Generator seeded by the raw words of a JAX PRNG key."""
+    try:
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)
+        words = np.asarray(key)
+    except (AttributeError, TypeError) as error:
+        raise ValueError(
+            f"key must be a JAX PRNG key (jax.random.key or PRNGKey), got {key!r}"
+        ) from error
+    if words.dtype != np.uint32 or words.ndim != 1:
+        raise ValueError(
+            "key must be a single JAX PRNG key (jax.random.key or PRNGKey), got an "
+            f"array of dtype {words.dtype} and shape {words.shape}"
+        )
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words.tolist())))
+
+
+def _corrupt_chosen_examples(rng, clean, num_classes, rate, kind):
+    """symmetric/uniform: relabels exactly round(rate * N) uniformly chosen examples."""
+    num_examples = clean.shape[0]
+    num_chosen = round(rate * num_examples)
+    selection_keys = rng.random(num_examples)
+    label_draws = rng.random(num_examples)
+    chosen = np.argsort(selection_keys, kind="stable")[:num_chosen]
+    noisy = clean.copy()
+    if kind == "symmetric":
+        offset = 1 + np.floor(label_draws[chosen] * (num_classes - 1)).astype(np.int32)
+        noisy[chosen] = (clean[chosen] + offset) % num_classes
+    else:
+        noisy[chosen] = np.floor(label_draws[chosen] * num_classes).astype(np.int32)
+    return noisy
+
+
+def _target_counts(clean, num_classes, rate, kind, matrix):
+    """counts[c, j]: how many clean-class-c examples get noisy label j."""
+    class_sizes = np.bincount(clean, minlength=num_classes)
+    if kind == "matrix":
+        return _largest_remainder_counts(matrix, class_sizes)
+    targets = {
+        "pair": {c: (c + 1) % num_classes for c in range(num_classes)},
+        "asymmetric_cifar10": ASYMMETRIC_CIFAR10_MAP,
+    }[kind]
+    counts = np.diag(class_sizes).astype(np.int64)
+    for source, target in targets.items():
+        flips = round(rate * int(class_sizes[source]))
+        counts[source, source] -= flips
+        counts[source, target] += flips
+    return counts
+
+
+def _largest_remainder_counts(matrix, class_sizes):
+    """Rounds matrix * N_c to integers per row, each row summing exactly to N_c."""
+    ideal = matrix * class_sizes[:, None]
+    counts = np.floor(ideal).astype(np.int64)
+    leftover = class_sizes - counts.sum(axis=1)
+    fractions = ideal - counts
+    # Stable sort of the negated fractions: ties go to the lower class index.
+    by_fraction = np.argsort(-fractions, axis=1, kind="stable")
+    ranks = np.empty_like(by_fraction)
+    np.put_along_axis(ranks, by_fraction, np.arange(matrix.shape[1])[None, :], axis=1)
+    return counts + (ranks < leftover[:, None])
+
+
+def _assign_counts_per_class(rng, clean, counts):
+    """Gives counts[c, j] uniformly chosen class-c examples the label j.
+
+    Sorting by (clean class, random key) puts each class in a contiguous block in
+    uniformly random order; the block of class c is then cut into runs of
+    counts[c, 0], counts[c, 1], ... labels, all in one vectorised pass.
+    """
+    num_classes = counts.shape[0]
+    order = np.lexsort((rng.random(clean.shape[0]), clean))
+    labels_in_order = np.repeat(
+        np.tile(np.arange(num_classes), num_classes), counts.ravel()
+    )
+    noisy = np.empty_like(clean)
+    noisy[order] = labels_in_order
+    return noisy
+
+
+def _summarise(clean, noisy, num_classes):
+    is_noisy = noisy != clean
+    joint = np.bincount(
+        clean.astype(np.int64) * num_classes + noisy, minlength=num_classes**2
+    ).reshape(num_classes, num_classes)
+    class_sizes = joint.sum(axis=1, keepdims=True)
+    realised = np.where(
+        class_sizes > 0, joint / np.maximum(class_sizes, 1), np.eye(num_classes)
+    )
+    rate = float(is_noisy.mean()) if clean.size else 0.0
+    return NoisyLabels(
+        labels=noisy.astype(np.int32),
+        is_noisy=is_noisy,
+        transition_matrix=realised.astype(np.float64),
+        rate=rate,
+    )
