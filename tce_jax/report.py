@@ -1,0 +1,670 @@
+"""Tables and plots of a sweep: results.csv, results.md and PNG figures.
+
+    python3 -m tce_jax.report --sweep_dir=runs/demo
+
+Reads every run dir under the sweep dir (run.json from the sweep, metrics.jsonl
+and summary.json from training, train_predictions.npz for the gradient
+weights) and writes into <sweep_dir>/report:
+
+- results.csv: one row per run, finished or not;
+- results.md: per dataset and noise kind, a table with a row per loss and a
+  column per noise rate; each cell is the test accuracy at the final epoch and
+  at the epoch of best accuracy on the *noisy* validation split, mean ± sample
+  std over the finished seeds (n). The epoch is never selected on test.
+  A second table gives the share of mislabelled training examples the model
+  predicts as their wrong label at the end (memorisation);
+- accuracy_vs_noise_*.png, curves_*.png (per-run clean-train accuracy,
+  memorisation and test accuracy against epoch), gradient_weights_*.png (TCE's
+  per-example gradient weight on clean against mislabelled examples) and, when
+  several TCE alphas were run, accuracy_vs_alpha_*.png.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import math
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from absl import app, flags, logging
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from tce_jax import sweep
+
+REPORT_DIR = "report"
+PREDICTIONS_FILE = "train_predictions.npz"
+
+CSV_FIELDS = (
+    "run",
+    "status",
+    "dataset",
+    "noise_kind",
+    "noise_rate",
+    "loss",
+    "loss_name",
+    "loss_hparams",
+    "seed",
+    "epochs",
+    "final_test_accuracy",
+    "best_val_epoch",
+    "best_val_accuracy",
+    "best_val_test_accuracy",
+    "memorized_fraction",
+    "train_clean_accuracy",
+    "realised_noise_rate",
+    "wall_seconds",
+    "git_commit",
+)
+
+# Runs of the grid are finished (summary.json), failed (the sweep wrote
+# error.txt), unfinished (started, no summary) or missing (no directory).
+FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
+
+
+def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+    """metrics.jsonl as a list of per-epoch dicts, by epoch (last write wins).
+
+    A resumed run may log an epoch twice; the later line is the one that
+    matches the checkpointed state the run continued from.
+    """
+    try:
+        lines = (run_dir / sweep.METRICS_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    by_epoch = {}
+    for line in lines:
+        if line.strip():
+            record = json.loads(line)
+            by_epoch[record["epoch"]] = record
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def select_on_validation(metrics: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The epoch record with the best noisy-validation accuracy (earliest on ties).
+
+    Test accuracy plays no part in the choice. None if no epoch has a
+    validation accuracy.
+    """
+    scored = [m for m in metrics if m.get("val_accuracy") is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda m: (m["val_accuracy"], -m["epoch"]))
+
+
+def _run_info(run_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The run's place in the grid: run.json, else derived from summary's config."""
+    info_path = run_dir / sweep.RUN_INFO_FILE
+    if info_path.exists():
+        return json.loads(info_path.read_text())
+    summary_path = run_dir / sweep.SUMMARY_FILE
+    if not summary_path.exists():
+        return None
+    config = json.loads(summary_path.read_text()).get("config") or {}
+    loss = dict(config.get("loss") or {})
+    name = loss.pop("name", "?")
+    hparams = {key: value for key, value in loss.items() if value is not None}
+    return {
+        "dataset": config.get("data", {}).get("dataset", "?"),
+        "noise_kind": config.get("noise", {}).get("kind", "?"),
+        "noise_rate": float(config.get("noise", {}).get("rate", math.nan)),
+        "loss": sweep.loss_label(name, hparams),
+        "loss_name": name,
+        "loss_hparams": hparams,
+        "seed": config.get("seed"),
+    }
+
+
+def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
+    """One results.csv row (plus the per-epoch metrics under "metrics")."""
+    run_dir = sweep_dir / rel_dir
+    row: dict[str, Any] = dict.fromkeys(CSV_FIELDS)
+    row["run"] = rel_dir
+    info = _run_info(run_dir)
+    if info is None:
+        row["status"] = MISSING
+        row["metrics"] = []
+        return row
+    for key in ("dataset", "noise_kind", "noise_rate", "loss", "loss_name", "seed"):
+        row[key] = info.get(key)
+    row["loss_hparams"] = json.dumps(info.get("loss_hparams", {}), sort_keys=True)
+    metrics = read_metrics(run_dir)
+    row["metrics"] = metrics
+    row["epochs"] = len(metrics)
+    summary_path = run_dir / sweep.SUMMARY_FILE
+    if summary_path.exists():
+        row["status"] = FINISHED
+        summary = json.loads(summary_path.read_text())
+        for key in (
+            "final_test_accuracy",
+            "memorized_fraction",
+            "train_clean_accuracy",
+            "realised_noise_rate",
+            "wall_seconds",
+            "git_commit",
+        ):
+            row[key] = summary.get(key)
+    else:
+        row["status"] = FAILED if (run_dir / sweep.ERROR_FILE).exists() else UNFINISHED
+    if metrics:
+        last = metrics[-1]
+        if row["status"] != FINISHED:
+            # Partial runs still show how far they got; the tables skip them.
+            row["final_test_accuracy"] = last.get("test_accuracy")
+            row["memorized_fraction"] = last.get("memorized_fraction")
+            row["train_clean_accuracy"] = last.get("train_clean_accuracy")
+        selected = select_on_validation(metrics)
+        if selected is not None:
+            row["best_val_epoch"] = selected["epoch"]
+            row["best_val_accuracy"] = selected["val_accuracy"]
+            row["best_val_test_accuracy"] = selected["test_accuracy"]
+    return row
+
+
+def _rel_dirs(sweep_dir: pathlib.Path) -> list[str]:
+    """The grid's run dirs from sweep.json, then any other run dirs found."""
+    rel_dirs = []
+    info_path = sweep_dir / sweep.SWEEP_INFO_FILE
+    if info_path.exists():
+        rel_dirs = list(json.loads(info_path.read_text())["runs"])
+    known = set(rel_dirs)
+    found = set()
+    for name in (sweep.RUN_INFO_FILE, sweep.SUMMARY_FILE):
+        for path in sweep_dir.rglob(name):
+            rel_dir = path.parent.relative_to(sweep_dir).as_posix()
+            if not rel_dir.startswith(f"{REPORT_DIR}/"):
+                found.add(rel_dir)
+    return rel_dirs + sorted(found - known)
+
+
+def collect(sweep_dir: str | pathlib.Path) -> list[dict[str, Any]]:
+    """Rows of every run of the sweep, in grid order."""
+    sweep_dir = pathlib.Path(sweep_dir)
+    return [load_run(sweep_dir, rel_dir) for rel_dir in _rel_dirs(sweep_dir)]
+
+
+def write_csv(rows: Iterable[dict[str, Any]], path: pathlib.Path) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (nan for one value) and count, of non-None."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return math.nan, math.nan, 0
+    std = float(values.std(ddof=1)) if values.size > 1 else math.nan
+    return float(values.mean()), std, int(values.size)
+
+
+def _group(rows, keys):
+    groups = collections.defaultdict(list)
+    for row in rows:
+        groups[tuple(row[key] for key in keys)].append(row)
+    return groups
+
+
+def _loss_order(rows) -> list[str]:
+    """Losses in the order the sweep config lists them."""
+    return list(dict.fromkeys(row["loss"] for row in rows))
+
+
+def _percent(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    if math.isnan(std):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
+    """The Markdown tables of the finished runs, plus a line on the others."""
+    finished = [row for row in rows if row["status"] == FINISHED]
+    lines = []
+    settings = _group(finished, ("dataset", "noise_kind"))
+    for (dataset, kind), setting_rows in settings.items():
+        rates = sorted({row["noise_rate"] for row in setting_rows})
+        cells = _group(setting_rows, ("loss", "noise_rate"))
+        header = "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |"
+        rule = "|---|" + "---|" * len(rates)
+        lines += [
+            f"### {dataset}, {kind} noise",
+            "",
+            "Test accuracy (%) at the final epoch / at the epoch of best noisy-"
+            "validation accuracy; mean ± std over n seeds. Columns: noise rate.",
+            "",
+            header,
+            rule,
+        ]
+        for loss in _loss_order(setting_rows):
+            entries = []
+            for rate in rates:
+                cell = cells.get((loss, rate), [])
+                final = mean_std([row["final_test_accuracy"] for row in cell])
+                selected = mean_std([row["best_val_test_accuracy"] for row in cell])
+                if not cell:
+                    entries.append("")
+                    continue
+                entries.append(
+                    f"{_percent(*final[:2])} / {_percent(*selected[:2])} (n={final[2]})"
+                )
+            lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+        noisy_rates = [rate for rate in rates if rate > 0]
+        if noisy_rates:
+            lines += [
+                "",
+                "Mislabelled training examples predicted as their wrong label at the "
+                "final epoch (memorisation, %); mean ± std over seeds.",
+                "",
+                "| loss | " + " | ".join(f"{rate:g}" for rate in noisy_rates) + " |",
+                "|---|" + "---|" * len(noisy_rates),
+            ]
+            for loss in _loss_order(setting_rows):
+                entries = [
+                    _percent(
+                        *mean_std(
+                            [
+                                r["memorized_fraction"]
+                                for r in cells.get((loss, rate), [])
+                            ]
+                        )[:2]
+                    )
+                    for rate in noisy_rates
+                ]
+                lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+        lines.append("")
+    others = [row for row in rows if row["status"] != FINISHED]
+    if others:
+        counts = collections.Counter(row["status"] for row in others)
+        lines.append(
+            "Not in the tables: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            + " run(s): "
+            + ", ".join(row["run"] for row in others)
+        )
+    if not finished:
+        lines.insert(0, "No finished runs yet.\n")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    palette = [
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+
+
+def _save(figure: Figure, path: pathlib.Path) -> pathlib.Path:
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _slug(*parts: Any) -> str:
+    return "_".join(str(part) for part in parts).replace("/", "-")
+
+
+def plot_accuracy_vs_noise(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Test accuracy against noise rate, a line per loss, mean ± std over seeds."""
+    paths = []
+    finished = [row for row in rows if row["status"] == FINISHED]
+    for (dataset, kind), setting_rows in _group(
+        finished, ("dataset", "noise_kind")
+    ).items():
+        losses = _loss_order(setting_rows)
+        colors = _colors(losses)
+        figure = Figure(figsize=(11, 4.2), layout="constrained")
+        axes = figure.subplots(1, 2, sharey=True)
+        for ax, key, title in (
+            (axes[0], "final_test_accuracy", "final epoch"),
+            (axes[1], "best_val_test_accuracy", "epoch of best noisy-val accuracy"),
+        ):
+            for loss in losses:
+                by_rate = _group(
+                    [r for r in setting_rows if r["loss"] == loss], ("noise_rate",)
+                )
+                rates = sorted(rate for (rate,) in by_rate)
+                stats = [mean_std([r[key] for r in by_rate[(rate,)]]) for rate in rates]
+                means = np.array([100 * s[0] for s in stats])
+                stds = np.nan_to_num(np.array([100 * s[1] for s in stats]))
+                ax.errorbar(
+                    rates,
+                    means,
+                    yerr=stds,
+                    marker="o",
+                    capsize=3,
+                    label=loss,
+                    color=colors[loss],
+                )
+            ax.set_title(f"Test accuracy at the {title}")
+            ax.set_xlabel(f"{kind} noise rate")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test accuracy (%)")
+        axes[1].legend(fontsize=8)
+        figure.suptitle(f"{dataset}: mean ± std over seeds")
+        paths.append(
+            _save(figure, out_dir / f"accuracy_vs_noise_{_slug(dataset, kind)}.png")
+        )
+    return paths
+
+
+def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Per-run curves against epoch, one figure per (dataset, noise setting)."""
+    paths = []
+    with_metrics = [row for row in rows if row["metrics"]]
+    groups = _group(with_metrics, ("dataset", "noise_kind", "noise_rate"))
+    for (dataset, kind, rate), group_rows in sorted(groups.items()):
+        losses = _loss_order(group_rows)
+        colors = _colors(losses)
+        figure = Figure(figsize=(15, 4.2), layout="constrained")
+        axes = figure.subplots(1, 3)
+        panels = (
+            (axes[0], "train_clean_accuracy", "train accuracy vs clean labels"),
+            (axes[1], "memorized_fraction", "mislabelled examples fit (memorised)"),
+            (axes[2], "test_accuracy", "test accuracy (dot: best noisy-val epoch)"),
+        )
+        labelled = set()
+        for row in group_rows:
+            epochs = [m["epoch"] for m in row["metrics"]]
+            for ax, key, _ in panels:
+                values = [m.get(key) for m in row["metrics"]]
+                values = [math.nan if v is None else 100 * v for v in values]
+                label = (
+                    row["loss"]
+                    if row["loss"] not in labelled and ax is axes[2]
+                    else None
+                )
+                ax.plot(
+                    epochs,
+                    values,
+                    color=colors[row["loss"]],
+                    alpha=0.8,
+                    linewidth=1.3,
+                    label=label,
+                )
+            labelled.add(row["loss"])
+            if row["best_val_epoch"] is not None:
+                axes[2].plot(
+                    row["best_val_epoch"],
+                    100 * row["best_val_test_accuracy"],
+                    "o",
+                    color=colors[row["loss"]],
+                    markersize=5,
+                )
+        for ax, _, title in panels:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("%")
+            ax.grid(alpha=0.3)
+        if rate == 0:
+            axes[1].text(
+                0.5,
+                0.5,
+                "no mislabelled examples at noise 0",
+                ha="center",
+                va="center",
+                transform=axes[1].transAxes,
+            )
+        axes[2].legend(fontsize=8)
+        figure.suptitle(
+            f"{dataset}, {kind} noise {rate:g}: one line per run (seed), colour = loss"
+        )
+        paths.append(
+            _save(figure, out_dir / f"curves_{_slug(dataset, kind)}-{rate:g}.png")
+        )
+    return paths
+
+
+def tce_gradient_weight_from_log_prob(
+    log_prob_label: np.ndarray, alpha: float
+) -> np.ndarray:
+    """TCE's gradient weight w = p_y / (alpha + (1 - alpha) p_y), in log space.
+
+    Same quantity as losses.tce_gradient_weight, from the saved log p_y instead
+    of logits: log w = log p_y - logaddexp(log alpha, log1p(-alpha) + log p_y).
+    """
+    log_p = np.asarray(log_prob_label, dtype=np.float64)
+    if alpha == 0:
+        return np.ones_like(log_p)
+    return np.exp(log_p - np.logaddexp(np.log(alpha), np.log1p(-alpha) + log_p))
+
+
+def _load_predictions(run_dir: pathlib.Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(run_dir / PREDICTIONS_FILE) as data:
+            predictions = dict(data)
+    except FileNotFoundError:
+        return None
+    if "log_prob_label" not in predictions:
+        predictions["log_prob_label"] = np.log(predictions["prob_label"])
+    return predictions
+
+
+def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
+    """Histograms of TCE's gradient weight w on clean vs mislabelled examples.
+
+    One figure per noisy setting (first finished seed): a panel per TCE alpha > 0,
+    and, for contrast, a panel for the CE-trained model showing the weight TCE
+    (with the first alpha) would give at its final state; CE itself weighs every
+    example 1, which is how it comes to fit the wrong labels.
+    """
+    paths = []
+    finished = [
+        row for row in rows if row["status"] == FINISHED and row["noise_rate"] > 0
+    ]
+    groups = _group(finished, ("dataset", "noise_kind", "noise_rate"))
+    for (dataset, kind, rate), group_rows in sorted(groups.items()):
+        first_seed = {}
+        for row in sorted(group_rows, key=lambda r: r["seed"]):
+            first_seed.setdefault(row["loss"], row)
+        tce_rows = [
+            row
+            for row in first_seed.values()
+            if row["loss_name"] == "tce"
+            and json.loads(row["loss_hparams"]).get("alpha", 0) > 0
+        ]
+        if not tce_rows:
+            continue
+        panels = [(row, json.loads(row["loss_hparams"])["alpha"]) for row in tce_rows]
+        panels += [
+            (row, panels[0][1])
+            for row in first_seed.values()
+            if row["loss_name"] == "ce"
+        ]
+        panels = [
+            (row, alpha, _load_predictions(sweep_dir / row["run"]))
+            for row, alpha in panels
+        ]
+        panels = [panel for panel in panels if panel[2] is not None]
+        if not panels:
+            continue
+        figure = Figure(figsize=(4.6 * len(panels), 4.2), layout="constrained")
+        axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True))
+        bins = np.linspace(0, 1, 41)
+        for ax, (row, alpha, predictions) in zip(axes, panels, strict=True):
+            weight = tce_gradient_weight_from_log_prob(
+                predictions["log_prob_label"], alpha
+            )
+            is_noisy = predictions["is_noisy"].astype(bool)
+            for mask, name, color in (
+                (~is_noisy, "clean", "#1f77b4"),
+                (is_noisy, "mislabelled", "#d62728"),
+            ):
+                mean = weight[mask].mean() if mask.any() else math.nan
+                ax.hist(
+                    weight[mask],
+                    bins=bins,
+                    histtype="stepfilled",
+                    alpha=0.45,
+                    color=color,
+                    label=f"{name} (n={mask.sum()}, mean w={mean:.2f})",
+                )
+            noisy_share = weight[is_noisy].sum() / max(weight.sum(), 1e-12)
+            ax.set_yscale("log")
+            ax.set_xlabel(f"w = p_y / (α + (1-α) p_y), α={alpha:g}")
+            if row["loss_name"] == "tce":
+                title = f"TCE α={alpha:g}: its gradient weight"
+            else:
+                title = f"{row['loss']} model (own weight ≡ 1): TCE's w there"
+            ax.set_title(
+                f"{title}\nmislabelled share of total weight: {noisy_share:.0%}",
+                fontsize=10,
+            )
+            ax.legend(fontsize=8, loc="upper left")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("training examples (log scale)")
+        figure.suptitle(
+            f"{dataset}, {kind} noise {rate:g}: per-example gradient weight at the "
+            f"final epoch (seed {panels[0][0]['seed']})"
+        )
+        paths.append(
+            _save(
+                figure,
+                out_dir / f"gradient_weights_{_slug(dataset, kind)}-{rate:g}.png",
+            )
+        )
+    return paths
+
+
+def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Test accuracy against TCE's alpha per noise rate, CE as a dashed line.
+
+    Drawn when a setting has TCE at two or more alphas. alpha = 0 is CE computed
+    through TCE's code path; the x axis is linear below 1e-3 to show it.
+    """
+    paths = []
+    finished = [row for row in rows if row["status"] == FINISHED]
+    for (dataset, kind), setting_rows in _group(
+        finished, ("dataset", "noise_kind")
+    ).items():
+        tce = [row for row in setting_rows if row["loss_name"] == "tce"]
+        alpha_of = {
+            id(row): json.loads(row["loss_hparams"]).get("alpha") for row in tce
+        }
+        tce = [row for row in tce if alpha_of[id(row)] is not None]
+        if len({alpha_of[id(row)] for row in tce}) < 2:
+            continue
+        rates = sorted({row["noise_rate"] for row in setting_rows})
+        colors = _colors([f"{rate:g}" for rate in rates])
+        figure = Figure(figsize=(11, 4.2), layout="constrained")
+        axes = figure.subplots(1, 2, sharey=True)
+        for ax, key, title in (
+            (axes[0], "final_test_accuracy", "final epoch"),
+            (axes[1], "best_val_test_accuracy", "epoch of best noisy-val accuracy"),
+        ):
+            for rate in rates:
+                color = colors[f"{rate:g}"]
+                by_alpha = collections.defaultdict(list)
+                for row in tce:
+                    if row["noise_rate"] == rate:
+                        by_alpha[alpha_of[id(row)]].append(row[key])
+                alphas = sorted(by_alpha)
+                stats = [mean_std(by_alpha[a]) for a in alphas]
+                ax.errorbar(
+                    alphas,
+                    [100 * s[0] for s in stats],
+                    yerr=np.nan_to_num([100 * s[1] for s in stats]),
+                    marker="o",
+                    capsize=3,
+                    color=color,
+                    label=f"TCE, noise {rate:g}",
+                )
+                ce = [
+                    r[key]
+                    for r in setting_rows
+                    if r["loss_name"] == "ce" and r["noise_rate"] == rate
+                ]
+                if ce:
+                    ax.axhline(
+                        100 * mean_std(ce)[0],
+                        color=color,
+                        linestyle="--",
+                        linewidth=1,
+                        label=f"CE, noise {rate:g}",
+                    )
+            ax.set_xscale("symlog", linthresh=1e-3, linscale=0.5)
+            ticks = sorted(set(alpha_of.values()))
+            ax.set_xticks(ticks, [f"{alpha:g}" for alpha in ticks])
+            ax.set_xlim(-2e-4, 1.3 * ticks[-1])
+            ax.set_xlabel("TCE alpha")
+            ax.set_title(f"Test accuracy at the {title}")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test accuracy (%)")
+        axes[1].legend(fontsize=8)
+        figure.suptitle(f"{dataset}, {kind} noise: TCE's alpha (mean ± std over seeds)")
+        paths.append(
+            _save(figure, out_dir / f"accuracy_vs_alpha_{_slug(dataset, kind)}.png")
+        )
+    return paths
+
+
+def write_report(
+    sweep_dir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None
+) -> pathlib.Path:
+    """Writes results.csv, results.md and the plots; prints the tables.
+
+    Returns:
+      The report directory (default <sweep_dir>/report).
+    """
+    sweep_dir = pathlib.Path(sweep_dir)
+    out_dir = pathlib.Path(out_dir) if out_dir else sweep_dir / REPORT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect(sweep_dir)
+    _warn_on_summary_mismatch(rows, sweep_dir)
+    write_csv(rows, out_dir / "results.csv")
+    tables = markdown_tables(rows)
+    (out_dir / "results.md").write_text(f"# Results of {sweep_dir}\n\n{tables}")
+    plots = (
+        plot_accuracy_vs_noise(rows, out_dir)
+        + plot_curves(rows, out_dir)
+        + plot_gradient_weights(rows, sweep_dir, out_dir)
+        + plot_accuracy_vs_alpha(rows, out_dir)
+    )
+    print(tables)
+    print(f"Report in {out_dir}/: results.csv, results.md and {len(plots)} plots:")
+    for path in plots:
+        print(f"  {path}")
+    return out_dir
+
+
+def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
+    """Flags runs whose summary.json selected another epoch than metrics.jsonl."""
+    for row in rows:
+        if row["status"] != FINISHED:
+            continue
+        summary = json.loads((sweep_dir / row["run"] / sweep.SUMMARY_FILE).read_text())
+        if summary.get("best_val_epoch") not in (None, row["best_val_epoch"]):
+            logging.warning(
+                "%s: summary.json selected epoch %s, metrics.jsonl gives %s",
+                row["run"],
+                summary.get("best_val_epoch"),
+                row["best_val_epoch"],
+            )
+
+
+_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Sweep directory to report on.")
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    write_report(_SWEEP_DIR.value)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("sweep_dir")
+    app.run(main)

@@ -1,0 +1,546 @@
+"""Grids of training runs: expand a sweep config, run it resumably, report it.
+
+A sweep config (``configs/sweeps/*.py``, each with ``get_config()``) names a base
+run config and the axes of the grid::
+
+    base_config: path of a run config (e.g. "configs/cpu_fashion_mnist.py")
+    overrides:   nested dict applied to every run (e.g. {"num_epochs": 8})
+    datasets, noise_kinds, noise_rates, seeds: tuples
+    losses:      tuple of dicts, each {"name": <registry name>, <hparam>: value}
+    jobs:        runs at once (0 = chosen from the number of cores)
+
+Every point of dataset x noise kind x noise rate x loss x seed is one run in its
+own readable directory under the sweep dir, e.g.
+``fashion_mnist/symmetric-0.4/tce-alpha0.01/seed0``. Each run is a subprocess
+``python3 launch.py --config=<base> --config.<key>=<value> ... --workdir=<dir>``,
+so any run can be repeated by hand with the command saved in its directory
+(``command.sh``, next to the resolved ``config.json``). Runs that wrote
+``summary.json`` are skipped; unfinished ones are started again in the same
+directory and resume from their checkpoints. A failing run is recorded in its
+``error.txt`` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import pathlib
+import queue
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH_SCRIPT = REPO_ROOT / "launch.py"
+
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+RUN_INFO_FILE = "run.json"
+CONFIG_FILE = "config.json"
+COMMAND_FILE = "command.sh"
+LOG_FILE = "log.txt"
+ERROR_FILE = "error.txt"
+SWEEP_INFO_FILE = "sweep.json"
+
+# Lines of a failed run's log kept in its error.txt and echoed to the console.
+_ERROR_TAIL_LINES = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One point of the grid.
+
+    Attributes:
+      dataset: input_pipeline.DATASETS name.
+      noise_kind: noise.KINDS name.
+      noise_rate: nominal noise rate.
+      loss_name: losses registry name.
+      loss_hparams: sorted (name, value) pairs passed to the loss.
+      seed: config seed.
+      overrides: flat {"dotted.key": value} applied to the base config, holding
+        the sweep-wide overrides and this run's axis values.
+    """
+
+    dataset: str
+    noise_kind: str
+    noise_rate: float
+    loss_name: str
+    loss_hparams: tuple[tuple[str, Any], ...]
+    seed: int
+    overrides: Mapping[str, Any]
+
+    @property
+    def loss_label(self) -> str:
+        return loss_label(self.loss_name, dict(self.loss_hparams))
+
+    @property
+    def rel_dir(self) -> str:
+        """Work dir relative to the sweep dir; readable and deterministic."""
+        return "/".join(
+            (
+                self.dataset,
+                f"{self.noise_kind}-{_format_number(self.noise_rate)}",
+                self.loss_label,
+                f"seed{self.seed}",
+            )
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What the report needs to place the run in its tables (run.json)."""
+        return {
+            "dataset": self.dataset,
+            "noise_kind": self.noise_kind,
+            "noise_rate": self.noise_rate,
+            "loss": self.loss_label,
+            "loss_name": self.loss_name,
+            "loss_hparams": dict(self.loss_hparams),
+            "seed": self.seed,
+            "rel_dir": self.rel_dir,
+            "overrides": dict(self.overrides),
+        }
+
+
+def _format_number(value: float) -> str:
+    """Short, exact-enough text for a number in a directory name (0.4, 1e-05)."""
+    return f"{value:g}"
+
+
+def loss_label(name: str, hparams: Mapping[str, Any]) -> str:
+    """Readable name of a loss with its hyperparameters, e.g. 'tce-alpha0.01'."""
+    parts = [name]
+    for key in sorted(hparams):
+        value = hparams[key]
+        text = _format_number(value) if isinstance(value, float) else str(value)
+        parts.append(f"{key}{text}")
+    return "-".join(parts)
+
+
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"data": {"train_subset": 5}} -> {"data.train_subset": 5}."""
+    flat = {}
+    for key, value in nested.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping | ml_collections.ConfigDict):
+            flat.update(flatten(dict(value.items()), prefix=f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
+    """All runs of a sweep config, in a stable order (seed varies slowest).
+
+    Seeds vary slowest so that a sweep stopped half-way has complete tables for
+    its first seeds rather than some cells with every seed and others empty.
+
+    Raises:
+      ValueError: on an empty axis, a loss without a name or duplicated runs.
+    """
+    axes = {
+        name: tuple(sweep_config[name])
+        for name in ("datasets", "noise_kinds", "noise_rates", "losses", "seeds")
+    }
+    for name, values in axes.items():
+        if not values:
+            raise ValueError(f"sweep axis {name!r} is empty")
+    shared = flatten(sweep_config.get("overrides") or {})
+    runs = []
+    for seed, dataset, kind, rate, loss in itertools.product(
+        axes["seeds"],
+        axes["datasets"],
+        axes["noise_kinds"],
+        axes["noise_rates"],
+        axes["losses"],
+    ):
+        loss = dict(loss)
+        if "name" not in loss:
+            raise ValueError(f"loss entry {loss} has no 'name'")
+        name = loss.pop("name")
+        hparams = tuple(sorted(loss.items()))
+        overrides = {
+            **shared,
+            "seed": int(seed),
+            "data.dataset": dataset,
+            "noise.kind": kind,
+            "noise.rate": float(rate),
+            "loss.name": name,
+            **{f"loss.{key}": value for key, value in hparams},
+        }
+        runs.append(
+            Run(
+                dataset=dataset,
+                noise_kind=kind,
+                noise_rate=float(rate),
+                loss_name=name,
+                loss_hparams=hparams,
+                seed=int(seed),
+                overrides=overrides,
+            )
+        )
+    seen = set()
+    for run in runs:
+        if run.rel_dir in seen:
+            raise ValueError(f"run {run.rel_dir} appears twice in the grid")
+        seen.add(run.rel_dir)
+    return runs
+
+
+def resolve_path(path: str | os.PathLike) -> pathlib.Path:
+    """A config path as given, else relative to the repository root."""
+    candidate = pathlib.Path(path)
+    if candidate.exists():
+        return candidate.resolve()
+    in_repo = REPO_ROOT / candidate
+    if in_repo.exists():
+        return in_repo
+    raise FileNotFoundError(f"config file {path} not found (nor under {REPO_ROOT})")
+
+
+def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
+    """Calls get_config() of a config file, as config_flags would."""
+    path = resolve_path(path)
+    spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def resolve_config(
+    base_config_path: str | os.PathLike, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
+    """The run config launch.py will build from the base config and overrides.
+
+    Raises:
+      KeyError: if an override names a field the base config does not have (a
+        typo in a sweep config fails here, before any run starts).
+    """
+    config = load_config_file(base_config_path)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for parent in parents:
+            if parent not in node:
+                raise KeyError(f"override {dotted!r}: no field {parent!r}")
+            node = node[parent]
+        if leaf not in node:
+            raise KeyError(f"override {dotted!r}: no field {leaf!r}")
+        # Setting through the ConfigDict keeps FieldReference links and placeholder
+        # types, exactly like a --config.<key> flag does.
+        node[leaf] = tuple(value) if isinstance(value, list) else value
+    return config
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return repr(tuple(value))
+    return str(value)
+
+
+def launch_command(
+    base_config_path: str | os.PathLike, run: Run, workdir: str | os.PathLike
+) -> list[str]:
+    """The launch.py command line of one run."""
+    command = [
+        sys.executable,
+        str(LAUNCH_SCRIPT),
+        f"--config={resolve_path(base_config_path)}",
+    ]
+    command += [f"--config.{key}={_flag_value(v)}" for key, v in run.overrides.items()]
+    command.append(f"--workdir={workdir}")
+    return command
+
+
+def is_finished(run_dir: pathlib.Path) -> bool:
+    return (run_dir / SUMMARY_FILE).exists()
+
+
+def epochs_done(run_dir: pathlib.Path) -> int:
+    """Epochs recorded in metrics.jsonl (0 if none yet)."""
+    try:
+        lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    epochs = [json.loads(line).get("epoch", 0) for line in lines if line.strip()]
+    return max(epochs, default=0)
+
+
+def default_jobs(cpu_count: int | None = None) -> int:
+    """Runs at once: one per two cores, at least one.
+
+    On the 2-core machines this project is built on, one run with both cores
+    and two single-core runs side by side gave about the same throughput (see
+    the README), and one run at a time finishes the first cells sooner.
+    """
+    cpu_count = cpu_count or os.cpu_count() or 1
+    return max(1, cpu_count // 2)
+
+
+def available_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_slices(num_jobs: int, cpus: Sequence[int]) -> list[tuple[int, ...]]:
+    """Splits the cores into one disjoint slice per job (shared if too few)."""
+    if num_jobs >= len(cpus):
+        return [(cpus[i % len(cpus)],) for i in range(num_jobs)]
+    size = len(cpus) // num_jobs
+    return [tuple(cpus[i * size : (i + 1) * size]) for i in range(num_jobs)]
+
+
+def thread_limited_env(num_threads: int) -> dict[str, str]:
+    """Environment for a run allowed `num_threads` cores.
+
+    XLA sizes its CPU thread pool from the process's CPU affinity (set by the
+    runner); TensorFlow and OpenMP read these variables.
+    """
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS=str(num_threads),
+        TF_NUM_INTRAOP_THREADS=str(num_threads),
+        TF_NUM_INTEROP_THREADS=str(num_threads),
+        TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    )
+    return env
+
+
+# A runner trains one run in its directory on the given cores; returns an exit code.
+Runner = Callable[[Run, pathlib.Path, tuple[int, ...]], int]
+
+
+def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
+    """A runner that starts launch.py, pinned to its cores, logging to log.txt."""
+
+    def run_launch(run: Run, run_dir: pathlib.Path, cores: tuple[int, ...]) -> int:
+        command = launch_command(base_config_path, run, run_dir)
+
+        def pin_to_cores():
+            if hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, cores)
+
+        with open(run_dir / LOG_FILE, "a") as log:
+            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} cores={cores}\n")
+            log.flush()
+            process = subprocess.run(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=thread_limited_env(len(cores)),
+                cwd=REPO_ROOT,
+                preexec_fn=pin_to_cores,
+                check=False,
+            )
+        return process.returncode
+
+    return run_launch
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    """What happened to each run of a sweep (lists of rel_dirs)."""
+
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    finished: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _Progress:
+    """Counts runs and estimates the time left from the runs timed so far."""
+
+    def __init__(self, total: int, skipped: int, jobs: int, log: Callable[[str], None]):
+        self.total, self.done, self.jobs, self.log = total, skipped, jobs, log
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+        self.running: dict[str, float] = {}
+        # start() runs in worker threads, the rest in the main thread.
+        self.lock = threading.Lock()
+
+    def start(self, rel_dir: str, resumed_epochs: int) -> None:
+        with self.lock:
+            self.running[rel_dir] = time.monotonic()
+        resumed = f" (resuming after epoch {resumed_epochs})" if resumed_epochs else ""
+        self.log(f"[{self.done}/{self.total}] start {rel_dir}{resumed}")
+
+    def end(self, rel_dir: str, status: str) -> None:
+        with self.lock:
+            seconds = time.monotonic() - self.running.pop(rel_dir)
+        self.done += 1
+        if status == "done":
+            self.durations.append(seconds)
+        self.log(
+            f"[{self.done}/{self.total}] {status} {rel_dir} in "
+            f"{_format_duration(seconds)}; {self.eta_text()}"
+        )
+
+    def eta_seconds(self) -> float | None:
+        if not self.durations:
+            return None
+        per_run = sum(self.durations) / len(self.durations)
+        now = time.monotonic()
+        with self.lock:
+            starts = list(self.running.values())
+        left_running = sum(max(per_run - (now - t), 0.0) for t in starts)
+        waiting = self.total - self.done - len(starts)
+        return (waiting * per_run + left_running) / self.jobs
+
+    def eta_text(self) -> str:
+        elapsed = _format_duration(time.monotonic() - self.started)
+        eta = self.eta_seconds()
+        if self.done >= self.total:
+            return f"elapsed {elapsed}"
+        return f"elapsed {elapsed}, ETA " + (
+            "?" if eta is None else _format_duration(eta)
+        )
+
+
+def prepare_run_dir(base_config_path: str, run: Run, run_dir: pathlib.Path) -> None:
+    """Writes run.json, the resolved config.json and command.sh into run_dir."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = resolve_config(base_config_path, run.overrides)
+    (run_dir / RUN_INFO_FILE).write_text(json.dumps(run.info(), indent=2) + "\n")
+    (run_dir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
+    command = shlex.join(launch_command(base_config_path, run, run_dir))
+    (run_dir / COMMAND_FILE).write_text(f"#!/usr/bin/env bash\n{command}\n")
+
+
+def _log_tail(run_dir: pathlib.Path, lines: int = _ERROR_TAIL_LINES) -> str:
+    try:
+        return "\n".join((run_dir / LOG_FILE).read_text().splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def run_sweep(
+    sweep_config: ml_collections.ConfigDict,
+    sweep_dir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    runner: Runner | None = None,
+    log: Callable[[str], None] = print,
+    heartbeat_seconds: float = 60.0,
+) -> SweepOutcome:
+    """Runs every unfinished run of the grid, `jobs` at a time.
+
+    Args:
+      sweep_config: see the module docstring.
+      sweep_dir: root of the run dirs; sweep.json there records the grid.
+      jobs: runs at once; None uses sweep_config.jobs, 0 picks from the cores.
+      runner: trains one run (default: launch.py subprocesses); tests pass fakes.
+      log: progress sink.
+      heartbeat_seconds: how often to print the epochs of running runs.
+
+    Returns:
+      Which runs were skipped (already finished), finished and failed.
+    """
+    sweep_dir = pathlib.Path(sweep_dir).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    base_config_path = sweep_config.base_config
+    runs = expand_grid(sweep_config)
+    if jobs is None:
+        jobs = sweep_config.get("jobs", 0)
+    jobs = min(jobs or default_jobs(), len(runs))
+    runner = runner or subprocess_runner(base_config_path)
+    num_epochs = resolve_config(base_config_path, runs[0].overrides).num_epochs
+
+    (sweep_dir / SWEEP_INFO_FILE).write_text(
+        json.dumps(
+            {
+                "sweep_config": sweep_config.to_dict(),
+                "runs": [run.rel_dir for run in runs],
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    outcome = SweepOutcome()
+    pending = []
+    for run in runs:
+        run_dir = sweep_dir / run.rel_dir
+        if is_finished(run_dir):
+            outcome.skipped.append(run.rel_dir)
+        else:
+            prepare_run_dir(base_config_path, run, run_dir)
+            pending.append(run)
+    log(
+        f"sweep {sweep_dir}: {len(runs)} runs, {len(outcome.skipped)} already "
+        f"finished, {len(pending)} to run, {jobs} at a time"
+    )
+    progress = _Progress(len(runs), len(outcome.skipped), jobs, log)
+    free_cores: queue.SimpleQueue[tuple[int, ...]] = queue.SimpleQueue()
+    for cores in core_slices(jobs, available_cpus()):
+        free_cores.put(cores)
+
+    def execute(run: Run) -> tuple[Run, int]:
+        run_dir = sweep_dir / run.rel_dir
+        cores = free_cores.get()
+        try:
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            progress.start(run.rel_dir, epochs_done(run_dir))
+            try:
+                code = runner(run, run_dir, cores)
+            except Exception as error:
+                code = -1
+                with open(run_dir / LOG_FILE, "a") as run_log:
+                    run_log.write(f"runner raised {error!r}\n")
+            if code == 0 and not is_finished(run_dir):
+                code = -2  # Exited cleanly without a summary: treat as failed.
+            return run, code
+        finally:
+            free_cores.put(cores)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(execute, run) for run in pending}
+        while futures:
+            done, futures = concurrent.futures.wait(
+                futures,
+                timeout=heartbeat_seconds,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            )
+            for future in done:
+                run, code = future.result()
+                run_dir = sweep_dir / run.rel_dir
+                if code == 0:
+                    outcome.finished.append(run.rel_dir)
+                    progress.end(run.rel_dir, "done")
+                else:
+                    outcome.failed.append(run.rel_dir)
+                    tail = _log_tail(run_dir)
+                    (run_dir / ERROR_FILE).write_text(f"exit code {code}\n{tail}\n")
+                    progress.end(run.rel_dir, f"FAILED (exit code {code})")
+                    log(f"  last lines of {run_dir / LOG_FILE}:\n{tail}")
+            if not done and progress.running:
+                states = ", ".join(
+                    f"{rel_dir} epoch {epochs_done(sweep_dir / rel_dir)}/{num_epochs}"
+                    for rel_dir in sorted(progress.running)
+                )
+                log(f"  running: {states}; {progress.eta_text()}")
+    if outcome.failed:
+        log(f"{len(outcome.failed)} run(s) failed: " + ", ".join(outcome.failed))
+    return outcome

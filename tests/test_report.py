@@ -1,0 +1,241 @@
+"""Tests of the report on synthetic run dirs with known numbers."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tce_jax import report, sweep
+
+
+def write_run(
+    sweep_dir,
+    *,
+    loss="ce",
+    hparams=None,
+    rate=0.4,
+    seed=0,
+    test,
+    val,
+    finished=True,
+    failed=False,
+    predictions=True,
+):
+    """A run dir as the sweep and train.py write it; test/val are per-epoch lists."""
+    hparams = hparams or {}
+    label = sweep.loss_label(loss, hparams)
+    rel_dir = f"fashion_mnist/symmetric-{rate:g}/{label}/seed{seed}"
+    run_dir = sweep_dir / rel_dir
+    run_dir.mkdir(parents=True)
+    info = {
+        "dataset": "fashion_mnist",
+        "noise_kind": "symmetric",
+        "noise_rate": rate,
+        "loss": label,
+        "loss_name": loss,
+        "loss_hparams": hparams,
+        "seed": seed,
+    }
+    (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(info))
+    with open(run_dir / sweep.METRICS_FILE, "w") as metrics:
+        for epoch, (test_acc, val_acc) in enumerate(zip(test, val, strict=True), 1):
+            record = {
+                "epoch": epoch,
+                "test_accuracy": test_acc,
+                "val_accuracy": val_acc,
+                "train_clean_accuracy": 0.8,
+                "memorized_fraction": 0.1 * epoch,
+            }
+            metrics.write(json.dumps(record) + "\n")
+    if finished:
+        summary = {
+            "final_test_accuracy": test[-1],
+            "memorized_fraction": 0.3,
+            "train_clean_accuracy": 0.8,
+            "realised_noise_rate": rate,
+            "wall_seconds": 10.0,
+            "git_commit": "abc",
+        }
+        (run_dir / sweep.SUMMARY_FILE).write_text(json.dumps(summary))
+    if failed:
+        (run_dir / sweep.ERROR_FILE).write_text("exit code 1\n")
+    if predictions and finished:
+        rng = np.random.default_rng(seed)
+        is_noisy = rng.random(500) < rate
+        # Clean examples fit (p_y near 1), mislabelled ones contradicted.
+        log_p = np.where(is_noisy, rng.uniform(-8, -1, 500), rng.uniform(-0.2, 0, 500))
+        np.savez(
+            run_dir / report.PREDICTIONS_FILE,
+            is_noisy=is_noisy,
+            log_prob_label=log_p,
+            prob_label=np.exp(log_p),
+        )
+    return rel_dir
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    """CE and TCE at noise 0 and 0.4, 2 seeds; numbers chosen to be checkable."""
+    # CE at 0.4: val peaks at epoch 2 while test peaks at epoch 3 -> selection
+    # must take epoch 2's test accuracy, not the test maximum.
+    write_run(
+        tmp_path,
+        rate=0.4,
+        seed=0,
+        test=[0.50, 0.60, 0.90, 0.40],
+        val=[0.3, 0.7, 0.5, 0.2],
+    )
+    write_run(
+        tmp_path,
+        rate=0.4,
+        seed=1,
+        test=[0.50, 0.70, 0.95, 0.60],
+        val=[0.3, 0.7, 0.5, 0.7],
+    )  # Tie: epochs 2 and 4.
+    write_run(tmp_path, rate=0.0, seed=0, test=[0.8, 0.9], val=[0.8, 0.9])
+    write_run(tmp_path, rate=0.0, seed=1, test=[0.8, 0.92], val=[0.8, 0.9])
+    for seed in (0, 1):
+        write_run(
+            tmp_path,
+            loss="tce",
+            hparams={"alpha": 0.01},
+            rate=0.4,
+            seed=seed,
+            test=[0.6, 0.8],
+            val=[0.5, 0.6],
+        )
+        write_run(
+            tmp_path,
+            loss="tce",
+            hparams={"alpha": 0.01},
+            rate=0.0,
+            seed=seed,
+            test=[0.8, 0.9],
+            val=[0.8, 0.9],
+        )
+    return tmp_path
+
+
+def test_selection_uses_noisy_validation_never_test():
+    metrics = [
+        {"epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.99},
+        {"epoch": 2, "val_accuracy": 0.6, "test_accuracy": 0.10},
+        {"epoch": 3, "val_accuracy": 0.6, "test_accuracy": 0.50},
+    ]
+    assert report.select_on_validation(metrics)["epoch"] == 2
+    assert report.select_on_validation([{"epoch": 1, "val_accuracy": None}]) is None
+
+
+def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):
+    rows = {row["run"]: row for row in report.collect(sweep_dir)}
+    ce = rows["fashion_mnist/symmetric-0.4/ce/seed0"]
+    assert ce["status"] == report.FINISHED
+    assert ce["final_test_accuracy"] == 0.40
+    assert ce["best_val_epoch"] == 2 and ce["best_val_test_accuracy"] == 0.60
+    tied = rows["fashion_mnist/symmetric-0.4/ce/seed1"]
+    assert tied["best_val_epoch"] == 2 and tied["best_val_test_accuracy"] == 0.70
+
+
+def test_mean_and_sample_std():
+    mean, std, n = report.mean_std([0.4, 0.6, None])
+    assert (mean, n) == (0.5, 2) and std == pytest.approx(math.sqrt(0.02))
+    mean, std, n = report.mean_std([0.7])
+    assert mean == 0.7 and math.isnan(std) and n == 1
+    assert report.mean_std([])[2] == 0
+
+
+def test_markdown_table_cells(sweep_dir):
+    tables = report.markdown_tables(report.collect(sweep_dir))
+    lines = tables.splitlines()
+    assert "| loss | 0 | 0.4 |" in lines
+    ce_row = next(line for line in lines if line.startswith("| ce |"))
+    # noise 0: final 0.90, 0.92; selected (val 0.9 at epoch 2) the same.
+    # noise 0.4: final 0.40, 0.60 -> 50.0 ± 14.1; selected 0.60, 0.70 -> 65.0 ± 7.1.
+    assert ce_row == (
+        "| ce | 91.0 ± 1.4 / 91.0 ± 1.4 (n=2) | 50.0 ± 14.1 / 65.0 ± 7.1 (n=2) |"
+    )
+    tce_row = next(line for line in lines if line.startswith("| tce-alpha0.01 |"))
+    assert "80.0 ± 0.0 / 80.0 ± 0.0 (n=2)" in tce_row
+    # Memorisation table: noisy columns only.
+    assert "| ce | 30.0 ± 0.0 |" in lines
+
+
+def test_missing_failed_and_unfinished_runs_are_listed_not_averaged(sweep_dir):
+    write_run(
+        sweep_dir,
+        loss="gce",
+        hparams={"q": 0.7},
+        rate=0.4,
+        seed=0,
+        test=[0.1],
+        val=[0.1],
+        finished=False,
+        failed=True,
+    )
+    write_run(
+        sweep_dir,
+        loss="gce",
+        hparams={"q": 0.7},
+        rate=0.4,
+        seed=1,
+        test=[0.2],
+        val=[0.2],
+        finished=False,
+    )
+    runs = [row["run"] for row in report.collect(sweep_dir)]
+    missing = "fashion_mnist/symmetric-0.4/gce-q0.7/seed2"
+    (sweep_dir / sweep.SWEEP_INFO_FILE).write_text(
+        json.dumps({"runs": [*runs, missing]})
+    )
+    rows = report.collect(sweep_dir)
+    status = {row["run"]: row["status"] for row in rows}
+    assert status[missing] == report.MISSING
+    assert status["fashion_mnist/symmetric-0.4/gce-q0.7/seed0"] == report.FAILED
+    assert status["fashion_mnist/symmetric-0.4/gce-q0.7/seed1"] == report.UNFINISHED
+    tables = report.markdown_tables(rows)
+    assert "| gce-q0.7 |" not in tables
+    assert "1 failed, 1 missing, 1 unfinished run(s)" in tables
+
+
+def test_write_report_writes_csv_markdown_and_plots(sweep_dir, capsys):
+    for alpha in (0.001, 0.1):  # Several alphas -> the alpha plot.
+        for rate in (0.0, 0.4):
+            write_run(
+                sweep_dir,
+                loss="tce",
+                hparams={"alpha": alpha},
+                rate=rate,
+                test=[0.7, 0.75],
+                val=[0.6, 0.7],
+            )
+    out_dir = report.write_report(sweep_dir)
+    with open(out_dir / "results.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 12 and set(rows[0]) == set(report.CSV_FIELDS)
+    assert "| ce |" in (out_dir / "results.md").read_text()
+    names = sorted(path.name for path in out_dir.glob("*.png"))
+    assert names == [
+        "accuracy_vs_alpha_fashion_mnist_symmetric.png",
+        "accuracy_vs_noise_fashion_mnist_symmetric.png",
+        "curves_fashion_mnist_symmetric-0.4.png",
+        "curves_fashion_mnist_symmetric-0.png",
+        "gradient_weights_fashion_mnist_symmetric-0.4.png",
+    ]
+    assert all(path.stat().st_size > 10_000 for path in out_dir.glob("*.png"))
+    assert "Report in" in capsys.readouterr().out
+
+
+def test_report_of_an_empty_sweep_says_so(tmp_path):
+    out_dir = report.write_report(tmp_path)
+    assert "No finished runs" in (out_dir / "results.md").read_text()
+
+
+def test_gradient_weight_matches_closed_form():
+    log_p = np.log(np.array([1e-30, 0.01, 0.5, 1.0]))
+    for alpha in (0.0, 0.01, 0.3):
+        p = np.exp(log_p)
+        expected = p / (alpha + (1 - alpha) * p)
+        got = report.tce_gradient_weight_from_log_prob(log_p, alpha)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
