@@ -1,0 +1,459 @@
+"""Tests for tce_jax.input_pipeline on tfds mock data, plus a real Fashion-MNIST slice.
+
+The emulated mesh has the four CPU devices that tests/conftest.py asks for;
+multi-process runs are emulated through `local_*_batches(process_index=...,
+process_count=...)`, the per-process row logic that `train_batches` and
+`eval_batches` use with the real process index.
+"""
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from jax.sharding import PartitionSpec
+
+from tce_jax import fashion_mnist_debian, input_pipeline, noise
+
+NUM_MOCK_EXAMPLES = 45
+BATCH = 8
+
+
+def _config(dataset="cifar10", **overrides):
+    """A run config's data part; overrides like {"noise.rate": 0.2, "seed": 1}."""
+    fields = {
+        "seed": 3,
+        "data": {
+            "dataset": dataset,
+            "data_dir": None,
+            "train_subset": 0,
+            "validation_fraction": 0.2,
+        },
+        "noise": {"kind": "symmetric", "rate": 0.4, "transition_matrix": None},
+    }
+    for path, value in overrides.items():
+        *sections, name = path.split(".")
+        node = fields
+        for section in sections:
+            node = node[section]
+        node[name] = value
+    return ml_collections.ConfigDict(fields)
+
+
+def _mesh(num_devices=4):
+    return jax.make_mesh((num_devices,), ("data",), devices=jax.devices()[:num_devices])
+
+
+def _mock_datasets(config, workdir=None, mesh=None):
+    with tfds.testing.mock_data(num_examples=NUM_MOCK_EXAMPLES):
+        return input_pipeline.create_datasets(
+            config, mesh=mesh or _mesh(), workdir=workdir
+        )
+
+
+def _as_numpy(batches):
+    return [{name: np.asarray(value) for name, value in b.items()} for b in batches]
+
+
+@pytest.fixture(scope="module", params=sorted(input_pipeline.DATASETS))
+def mock(request, tmp_path_factory):
+    """(datasets, workdir) for every dataset on mock data, built once per module."""
+    workdir = str(tmp_path_factory.mktemp(request.param))
+    return _mock_datasets(_config(request.param), workdir=workdir), workdir
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("cifar_again"))
+    return _mock_datasets(_config("cifar10"), workdir=workdir)
+
+
+# ------------------------------------------------------------------ every dataset
+
+
+def test_split_sizes_and_noise(mock):
+    datasets, _ = mock
+    num_val = round(0.2 * NUM_MOCK_EXAMPLES)
+    assert (datasets.num_train, datasets.num_val) == (
+        NUM_MOCK_EXAMPLES - num_val,
+        num_val,
+    )
+    assert datasets.num_test == NUM_MOCK_EXAMPLES
+    assert datasets.noise.is_noisy.sum() == round(0.4 * NUM_MOCK_EXAMPLES)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([datasets.train_index, datasets.val_index])),
+        np.arange(NUM_MOCK_EXAMPLES),
+    )
+    assert datasets.realised_noise_rate == pytest.approx(
+        datasets.noise.is_noisy[datasets.train_index].mean()
+    )
+
+
+def test_train_batches_shapes_dtypes_sharding_and_label_join(mock):
+    datasets, _ = mock
+    info = datasets.info
+    batches = list(datasets.train_batches(0, BATCH))
+    assert len(batches) == datasets.steps_per_epoch(BATCH) == datasets.num_train // 8
+    expected = {
+        "image": ((BATCH, *info.image_shape), np.float32),
+        "label": ((BATCH,), np.int32),
+        "clean_label": ((BATCH,), np.int32),
+        "index": ((BATCH,), np.int32),
+    }
+    for batch in batches:
+        assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
+        for value in batch.values():
+            assert value.sharding.spec == PartitionSpec("data")
+            assert len(value.sharding.device_set) == 4
+    seen = np.concatenate([np.asarray(b["index"]) for b in batches])
+    assert len(set(seen.tolist())) == seen.size
+    assert set(seen.tolist()) <= set(datasets.train_index.tolist())
+    for batch in _as_numpy(batches):
+        np.testing.assert_array_equal(
+            batch["label"], datasets.noise.labels[batch["index"]]
+        )
+        np.testing.assert_array_equal(
+            batch["clean_label"], datasets.clean_labels[batch["index"]]
+        )
+        assert np.all((batch["label"] >= 0) & (batch["label"] < info.num_classes))
+        assert np.all(np.isfinite(batch["image"]))
+
+
+@pytest.mark.parametrize("split", input_pipeline.EVAL_SPLITS)
+def test_eval_batches_pad_and_mask_so_each_example_counts_once(mock, split):
+    datasets, _ = mock
+    expected = {
+        "train": datasets.train_index,
+        "val": datasets.val_index,
+        "test": np.arange(datasets.num_test),
+    }[split]
+    batches = _as_numpy(datasets.eval_batches(split, BATCH))
+    assert len(batches) == -(-expected.size // BATCH)
+    masks = np.concatenate([b["mask"] for b in batches])
+    indices = np.concatenate([b["index"] for b in batches])
+    np.testing.assert_array_equal(indices[masks], expected)
+    assert np.all(indices[~masks] == input_pipeline.PADDING_INDEX)
+    assert masks.sum() == expected.size and masks.size % BATCH == 0
+    last = batches[-1]
+    assert np.all(last["image"][~last["mask"]] == 0.0)
+    labels = np.concatenate([b["label"] for b in batches])[masks]
+    clean = np.concatenate([b["clean_label"] for b in batches])[masks]
+    is_noisy = np.concatenate([b["is_noisy"] for b in batches])[masks]
+    if split == "test":  # Test is always clean.
+        np.testing.assert_array_equal(labels, clean)
+        assert not is_noisy.any()
+    else:
+        np.testing.assert_array_equal(labels, datasets.noise.labels[expected])
+        np.testing.assert_array_equal(clean, datasets.clean_labels[expected])
+        np.testing.assert_array_equal(is_noisy, labels != clean)
+
+
+@pytest.mark.parametrize("process_count", [1, 2, 4])
+def test_processes_build_their_rows_and_cover_each_example_once(mock, process_count):
+    datasets, _ = mock
+    reference = list(
+        datasets.local_train_batches(1, BATCH, process_index=0, process_count=1)
+    )
+    per_process = [
+        list(
+            datasets.local_train_batches(
+                1, BATCH, process_index=p, process_count=process_count
+            )
+        )
+        for p in range(process_count)
+    ]
+    for step, full in enumerate(reference):
+        for name in full:
+            joined = np.concatenate([rows[step][name] for rows in per_process])
+            np.testing.assert_array_equal(joined, full[name])
+    trained = np.concatenate([batch["index"] for rows in per_process for batch in rows])
+    assert trained.size == len(set(trained.tolist())) == len(reference) * BATCH
+
+    evaluated = np.concatenate(
+        [
+            batch["index"][batch["mask"]]
+            for p in range(process_count)
+            for batch in datasets.local_eval_batches(
+                "test", BATCH, process_index=p, process_count=process_count
+            )
+        ]
+    )
+    np.testing.assert_array_equal(np.sort(evaluated), np.arange(datasets.num_test))
+
+
+def test_labels_saved_in_workdir(mock):
+    datasets, workdir = mock
+    saved = np.load(os.path.join(workdir, "labels.npz"))
+    np.testing.assert_array_equal(saved["noisy_labels"], datasets.noise.labels)
+    np.testing.assert_array_equal(saved["clean_labels"], datasets.clean_labels)
+    np.testing.assert_array_equal(saved["is_noisy"], datasets.noise.is_noisy)
+    np.testing.assert_array_equal(saved["train_index"], datasets.train_index)
+    np.testing.assert_array_equal(saved["val_index"], datasets.val_index)
+    np.testing.assert_array_equal(saved["source_index"], datasets.source_index)
+    np.testing.assert_array_equal(
+        saved["transition_matrix"], datasets.noise.transition_matrix
+    )
+    assert float(saved["rate"]) == datasets.noise.rate
+
+
+# ------------------------------------------------------------ determinism, resume
+
+
+def test_rebuilt_pipeline_gives_identical_data_so_resume_is_exact(cifar):
+    # An independent build of the same config, as a resumed run would make.
+    rebuilt = _mock_datasets(_config("cifar10"))
+    np.testing.assert_array_equal(rebuilt.noise.labels, cifar.noise.labels)
+    resumed = _as_numpy(rebuilt.train_batches(2, BATCH))
+    uninterrupted = _as_numpy(cifar.train_batches(2, BATCH))
+    for got, want in zip(resumed, uninterrupted, strict=True):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    other_epoch = _as_numpy(cifar.train_batches(3, BATCH))
+    assert not np.array_equal(other_epoch[0]["index"], uninterrupted[0]["index"])
+
+
+def test_order_and_augmentation_do_not_depend_on_batch_size(cifar):
+    small = list(cifar.local_train_batches(0, 4, process_index=0, process_count=1))
+    large = list(cifar.local_train_batches(0, 8, process_index=0, process_count=1))
+    small_indices = np.concatenate([b["index"] for b in small])
+    large_indices = np.concatenate([b["index"] for b in large])
+    common = min(small_indices.size, large_indices.size)
+    np.testing.assert_array_equal(small_indices[:common], large_indices[:common])
+    small_images = np.concatenate([b["image"] for b in small])
+    large_images = np.concatenate([b["image"] for b in large])
+    np.testing.assert_array_equal(small_images[:common], large_images[:common])
+
+
+def test_seed_changes_noise_and_order():
+    base = _mock_datasets(_config("mnist"))
+    other = _mock_datasets(_config("mnist", seed=4))
+    assert not np.array_equal(base.noise.labels, other.noise.labels)
+    assert not np.array_equal(base.train_order(0), other.train_order(0))
+
+
+def test_single_device_mesh(cifar):
+    datasets = _mock_datasets(_config("cifar10"), mesh=_mesh(1))
+    batch = next(iter(datasets.train_batches(0, 6)))
+    assert batch["image"].shape == (6, 32, 32, 3)
+    assert len(batch["image"].sharding.device_set) == 1
+    np.testing.assert_array_equal(np.asarray(batch["index"]), cifar.train_order(0)[:6])
+
+
+def test_train_subset_and_asymmetric_noise():
+    config = _config(
+        "cifar10",
+        **{"data.train_subset": 30, "noise.kind": "asymmetric_cifar10"},
+    )
+    datasets = _mock_datasets(config)
+    assert datasets.num_train + datasets.num_val == 30
+    assert datasets.source_index.size == 30
+    assert np.all(np.diff(datasets.source_index) > 0)
+    assert np.all(datasets.source_index < NUM_MOCK_EXAMPLES)
+    flipped = datasets.noise.is_noisy
+    for source, target in noise.ASYMMETRIC_CIFAR10_MAP.items():
+        moved = flipped & (datasets.clean_labels == source)
+        np.testing.assert_array_equal(datasets.noise.labels[moved], target)
+
+
+# -------------------------------------------------------------------- augmentation
+
+
+def _numbered_images(batch, side=8):
+    """Images whose pixels all differ, so a crop reveals its offset exactly."""
+    pixels = np.arange(side * side, dtype=np.uint8).reshape(1, side, side, 1) + 1
+    return np.repeat(pixels, batch, axis=0)
+
+
+def _crop(padded, top, left, side, flipped):
+    crop = padded[top : top + side, left : left + side]
+    return crop[:, ::-1] if flipped else crop
+
+
+@pytest.mark.parametrize("random_flip", [False, True])
+def test_augment_is_a_padded_crop_and_optional_flip(random_flip):
+    batch, side, padding = 400, 8, 4
+    images = _numbered_images(batch, side)
+    bits = input_pipeline.augmentation_bits(11, 0, np.arange(batch))
+    out = input_pipeline.augment(
+        images, bits, crop_padding=padding, random_flip=random_flip
+    )
+    padded = np.pad(images[0, :, :, 0], padding)
+    offsets, flips = set(), 0
+    for image in out[:, :, :, 0]:
+        match = [
+            (top, left, flipped)
+            for top in range(2 * padding + 1)
+            for left in range(2 * padding + 1)
+            for flipped in (False, True)
+            if np.array_equal(
+                image,
+                padded[top : top + side, left : left + side][
+                    :, :: -1 if flipped else 1
+                ],
+            )
+        ]
+        assert match, "output is not a crop of the zero-padded image"
+        offsets.add(match[0][:2])
+        flips += any(m[2] for m in match) and not any(not m[2] for m in match)
+    assert len(offsets) == (2 * padding + 1) ** 2  # Every offset occurs.
+    if random_flip:
+        assert 150 < flips < 250  # About half are mirrored.
+    else:
+        assert flips == 0
+
+
+def test_augmentation_bits_depend_only_on_seed_epoch_and_index():
+    indices = np.array([5, 17, 3])
+    bits = input_pipeline.augmentation_bits(1, 2, indices)
+    np.testing.assert_array_equal(
+        bits[1:2], input_pipeline.augmentation_bits(1, 2, indices[1:2])
+    )
+    assert not np.array_equal(bits, input_pipeline.augmentation_bits(1, 3, indices))
+    assert not np.array_equal(bits, input_pipeline.augmentation_bits(2, 2, indices))
+    # Pinned: the same bits on every platform and numpy version.
+    assert int(input_pipeline.augmentation_bits(0, 0, [0])[0]) == 0x238275BC38FCBE91
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": -1}, r"config.seed must be an int >= 0"),
+        ({"seed": 1.5}, r"config.seed must be an int >= 0"),
+        ({"data.dataset": "imagenet"}, r"config.data.dataset must be one of"),
+        ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
+        ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
+        ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
+        ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
+        ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
+        (
+            {"data.dataset": "cifar100", "noise.kind": "asymmetric_cifar10"},
+            r"needs num_classes=10.*'cifar100' has 100 classes",
+        ),
+        (
+            {"noise.kind": "matrix", "noise.transition_matrix": [[0.5, 0.4]] * 2},
+            r"config.noise.transition_matrix must have shape \(10, 10\)",
+        ),
+    ],
+)
+def test_validate_config_names_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        input_pipeline.validate_config(_config(**overrides))
+
+
+def test_validate_config_reports_missing_fields():
+    config = _config()
+    del config.data["train_subset"]
+    with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
+        input_pipeline.validate_config(config)
+
+
+def test_bad_runtime_arguments(cifar):
+    with pytest.raises(ValueError, match="multiple of the 4 devices"):
+        cifar.train_batches(0, 6)
+    with pytest.raises(ValueError, match="split must be one of"):
+        cifar.eval_batches("validation", 8)
+    with pytest.raises(ValueError, match="epoch must be an int >= 0"):
+        cifar.train_batches(-1, 8)
+    with pytest.raises(ValueError, match="exceeds the 36 training examples"):
+        cifar.train_batches(0, 40)
+    with pytest.raises(ValueError, match="multiple of the process count 3"):
+        next(cifar.local_train_batches(0, 8, process_index=0, process_count=3))
+    with pytest.raises(ValueError, match="train_subset=50 exceeds"):
+        _mock_datasets(_config(**{"data.train_subset": 50}))
+    with pytest.raises(ValueError, match="axis named 'data'"):
+        _mock_datasets(_config(), mesh=jax.make_mesh((1,), ("batch",)))
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion_mnist_debian, "DEBIAN_DIR", str(tmp_path / "none"))
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(RuntimeError) as error:
+        input_pipeline.prepare("fashion_mnist", str(tmp_path / "tfds"))
+    message = str(error.value)
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "python3 -m tce_jax.prepare_data --dataset=fashion_mnist" in message
+    assert "no route to host" in message
+
+
+# ------------------------------------------------------------ real Fashion-MNIST
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not fashion_mnist_debian.is_available(),
+    reason=(
+        f"Debian's Fashion-MNIST is not installed in {fashion_mnist_debian.DEBIAN_DIR}"
+        " (sudo apt-get install dataset-fashion-mnist)"
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_arrays():
+    return {
+        split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
+    }
+
+
+@requires_fashion_mnist
+def test_debian_files_have_the_expected_counts(fashion_mnist_arrays):
+    for split, (size, per_class) in (
+        ("train", (60_000, 6_000)),
+        ("test", (10_000, 1_000)),
+    ):
+        images, labels = fashion_mnist_arrays[split]
+        assert images.shape == (size, 28, 28, 1) and images.dtype == np.uint8
+        np.testing.assert_array_equal(np.bincount(labels), [per_class] * 10)
+    # The normalisation constants are the train split's statistics.
+    train = fashion_mnist_arrays["train"][0] / 255.0
+    info = input_pipeline.DATASETS["fashion_mnist"]
+    assert train.mean() == pytest.approx(info.mean[0], abs=5e-4)
+    assert train.std() == pytest.approx(info.std[0], abs=5e-4)
+
+
+@requires_fashion_mnist
+def test_debian_builder_yields_the_idx_examples(fashion_mnist_arrays, tmp_path):
+    builder = fashion_mnist_debian.FashionMnistDebian(data_dir=str(tmp_path))
+    generators = builder._split_generators(dl_manager=None)
+    assert set(generators) == {"train", "test"}
+    images, labels = fashion_mnist_arrays["train"]
+    for (key, example), image, label in zip(
+        generators["train"], images, labels, strict=False
+    ):
+        np.testing.assert_array_equal(example["image"], image)
+        assert example["label"] == label
+        builder.info.features.encode_example(example)  # Matches the feature spec.
+        if key == 2:
+            break
+
+
+@requires_fashion_mnist
+def test_real_fashion_mnist_slice_through_the_pipeline(fashion_mnist_arrays):
+    train_images, train_labels = fashion_mnist_arrays["train"]
+    test_images, test_labels = fashion_mnist_arrays["test"]
+    config = _config("fashion_mnist", **{"data.train_subset": 2000})
+    datasets = input_pipeline.build_datasets(
+        config,
+        mesh=_mesh(),
+        train_images=train_images[:5000],
+        train_labels=train_labels[:5000],
+        test_images=test_images[:512],
+        test_labels=test_labels[:512],
+    )
+    assert datasets.noise.is_noisy.sum() == round(0.4 * 2000)
+    images = np.concatenate(
+        [np.asarray(b["image"]) for b in datasets.eval_batches("test", 128)]
+    )
+    assert abs(images.mean()) < 0.05 and abs(images.std() - 1.0) < 0.05
+    batch = next(iter(datasets.train_batches(0, 128)))
+    np.testing.assert_array_equal(
+        np.asarray(batch["clean_label"]),
+        train_labels[datasets.source_index[np.asarray(batch["index"])]],
+    )
