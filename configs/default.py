@@ -1,0 +1,80 @@
+r"""Default run: Fashion-MNIST, 40% symmetric noise, TCE, ResNet-18, GCE-paper protocol.
+
+  python3 launch.py --config=configs/default.py --workdir=runs/default
+
+The protocol of BASELINES.md (Zhang & Sabuncu 2018): SGD lr 0.01, momentum 0.9,
+weight decay 1e-4, batch 128, 120 epochs, learning rate /10 at epochs 40 and 80,
+10% of the noisy training split held out as noisy validation for model
+selection. Sized for an accelerator; see cpu_*.py for CPU runs.
+
+Every other config imports this one and overrides fields. Loss
+hyperparameters: ``config.loss`` holds the loss ``name`` and every
+hyperparameter of every registered loss, all None (= the loss's own default);
+set only those of the chosen loss, e.g. ``--config.loss.name=gce
+--config.loss.q=0.7``.
+"""
+
+from ml_collections import config_dict
+
+from tce_jax import losses
+
+
+def loss_config(name: str) -> config_dict.ConfigDict:
+    """``name`` plus a None placeholder for each hyperparameter of any loss.
+
+    A placeholder's type is that of the registry default (int for counts such
+    as taylor_ce's ``t``, float otherwise), so command-line values parse right.
+    """
+    loss = config_dict.ConfigDict({"name": name})
+    types = {}
+    for other in losses.names():
+        for hparam, default in losses.defaults(other).items():
+            kind = int if isinstance(default, int) else float
+            types[hparam] = float if types.get(hparam, kind) is not kind else kind
+    for hparam in sorted(types):
+        loss[hparam] = config_dict.placeholder(types[hparam])
+    return loss
+
+
+def get_config() -> config_dict.ConfigDict:
+    """The default run config."""
+    config = config_dict.ConfigDict()
+    config.seed = 0
+
+    config.data = config_dict.ConfigDict()
+    config.data.dataset = "fashion_mnist"
+    config.data.data_dir = config_dict.placeholder(str)  # None: the tfds default.
+    config.data.train_subset = 0  # 0: the whole training split.
+    config.data.validation_fraction = 0.1
+
+    config.noise = config_dict.ConfigDict()
+    config.noise.kind = "symmetric"
+    config.noise.rate = 0.4
+    # Only for kind="matrix": rows = clean class, e.g. "((0.8,0.2),(0.3,0.7))".
+    config.noise.transition_matrix = config_dict.placeholder(tuple)
+
+    config.loss = loss_config("tce")
+
+    config.model = config_dict.ConfigDict()
+    config.model.name = "resnet18"
+    config.model.width_multiplier = 1.0
+    config.model.dtype = "float32"
+
+    config.optimizer = config_dict.ConfigDict()
+    config.optimizer.learning_rate = 0.01
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = False
+    config.optimizer.weight_decay = 1e-4
+
+    config.schedule = config_dict.ConfigDict()
+    config.schedule.name = "piecewise"
+    config.schedule.warmup_epochs = 0.0
+    config.schedule.decay_epochs = (40, 80)
+    config.schedule.decay_factor = 0.1
+
+    config.num_epochs = 120
+    config.batch_size = 128
+    config.eval_batch_size = 512
+    config.log_every_steps = 100
+    config.checkpoint_keep = 2
+    return config

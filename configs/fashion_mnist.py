@@ -1,0 +1,18 @@
+r"""Fashion-MNIST, GCE-paper protocol, ResNet-18 (accelerator-sized).
+
+  python3 launch.py --config=configs/fashion_mnist.py --workdir=runs/fashion_mnist \
+      --config.loss.name=tce --config.noise.rate=0.4
+
+The protocol is the default's (SGD 0.01, momentum 0.9, wd 1e-4, batch 128,
+120 epochs, lr /10 at 40 and 80, 10% noisy validation).
+"""
+
+from configs import default
+
+
+def get_config():
+    """Fashion-MNIST under the GCE-paper protocol."""
+    config = default.get_config()
+    config.data.dataset = "fashion_mnist"
+    config.model.name = "resnet18"
+    return config

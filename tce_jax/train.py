@@ -1,0 +1,647 @@
+"""Training and evaluation loop: one noisy-label run from a config to its metrics.
+
+``train_and_evaluate(config, workdir)`` trains the configured ResNet with the
+configured loss on the noisy training labels, evaluates after every epoch, and
+writes into ``workdir``:
+
+* ``metrics.jsonl``: one record per epoch (see ``_epoch_record``);
+* ``summary.json``: final and best-noisy-validation figures, config, commit;
+* ``train_predictions.npz``: per-example eval-mode predictions on the train
+  split after the last epoch;
+* TensorBoard events (clu.metric_writers) and orbax checkpoints in
+  ``checkpoints/`` (see ``checkpointing``).
+
+Parallelism: one ``('data',)`` mesh over all devices; the global batch is
+sharded along it, the train state is replicated, and ``jax.jit`` partitions the
+step (BatchNorm statistics are reductions over the global batch, so they are
+the same for any device count). Multi-host: every process runs this same
+function on its own data rows; only process 0 writes files (orbax coordinates
+the checkpoints itself).
+
+Optimiser: SGD with (optionally Nesterov) momentum and *coupled* L2 weight
+decay, ``g <- g + weight_decay * param`` before momentum, applied to all
+parameters (kernels, biases and BatchNorm scales/offsets). This is exactly
+``torch.optim.SGD(weight_decay=...)``, which the published label-noise
+protocols (GCE, SCE, APL) used.
+
+Resuming: a relaunch with the same workdir restores the newest readable
+checkpoint (train state and the metrics history), truncates ``metrics.jsonl``
+to it and continues at the next epoch. Data order and augmentation depend only
+on (seed, epoch, example index), so on CPU the resumed run ends with exactly the
+metrics of an uninterrupted one.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from tce_jax import checkpointing, config_validation, input_pipeline, losses, models
+from tce_jax.seeding import purpose_key
+
+EVAL_SPLITS = ("train", "val", "test")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names epoch and step."""
+
+
+class TrainState(train_state.TrainState):
+    """Params, optimiser state and step (from flax), plus BatchNorm statistics."""
+
+    batch_stats: Any
+
+
+# ----------------------------------------------------------------------------
+# Optimiser and learning-rate schedule.
+
+
+def create_learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
+    """The learning rate per step: optional linear warmup, then the named schedule.
+
+    Epoch-valued settings (warmup_epochs, decay_epochs) become step counts with
+    ``steps_per_epoch``. ``piecewise`` multiplies the rate by ``decay_factor`` at
+    each of ``decay_epochs``; ``cosine`` decays to 0 at the last step; warmup
+    ramps linearly from 0 to the base rate.
+
+    Args:
+      config: the run config (reads optimizer.learning_rate, schedule.*,
+        num_epochs).
+      steps_per_epoch: optimiser steps per epoch.
+
+    Returns:
+      An optax schedule mapping the step count to the learning rate.
+    """
+    base = config.optimizer.learning_rate
+    schedule = config.schedule
+    total_steps = config.num_epochs * steps_per_epoch
+    warmup_steps = round(schedule.warmup_epochs * steps_per_epoch)
+    if schedule.name == "constant":
+        main = optax.constant_schedule(base)
+    elif schedule.name == "piecewise":
+        # After join_schedules, the main schedule counts steps from the warmup end.
+        boundaries = {
+            round(epoch * steps_per_epoch) - warmup_steps: schedule.decay_factor
+            for epoch in schedule.decay_epochs
+        }
+        main = optax.piecewise_constant_schedule(base, boundaries)
+    elif schedule.name == "cosine":
+        main = optax.cosine_decay_schedule(base, max(1, total_steps - warmup_steps))
+    else:
+        raise ValueError(f"unknown schedule {schedule.name!r}")
+    if warmup_steps == 0:
+        return main
+    warmup = optax.linear_schedule(0.0, base, warmup_steps)
+    return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def create_optimizer(
+    config: ml_collections.ConfigDict, learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
+    """SGD with momentum and coupled L2 weight decay on all parameters."""
+    optimizer = config.optimizer
+    sgd = optax.sgd(
+        learning_rate,
+        momentum=optimizer.momentum or None,
+        nesterov=optimizer.nesterov,
+    )
+    if not optimizer.weight_decay:
+        return sgd
+    return optax.chain(optax.add_decayed_weights(optimizer.weight_decay), sgd)
+
+
+# ----------------------------------------------------------------------------
+# State, train step, eval step.
+
+
+def create_train_state(
+    model: flax.linen.Module,
+    optimizer: optax.GradientTransformation,
+    *,
+    image_shape: tuple[int, ...],
+    seed: int,
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+    """Initialises the model from the seed's "init" stream, replicated on ``mesh``."""
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        purpose_key(seed, "init"), jnp.zeros((1, *image_shape), jnp.float32)
+    )
+    state = TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=optimizer,
+    )
+    # An int32 array (not a Python int) so the first step does not compile twice.
+    state = state.replace(step=jnp.zeros((), jnp.int32))
+    return jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def _train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+) -> tuple[TrainState, jax.Array]:
+    """One SGD step on the mean loss of the (noisy-labelled) batch."""
+
+    def objective(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["image"],
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return jnp.mean(loss_fn(logits, batch["label"])), updates["batch_stats"]
+
+    (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params
+    )
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    return state, loss
+
+
+def make_train_step(
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array], mesh: jax.sharding.Mesh
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, jax.Array]]:
+    """The jitted train step: batch sharded on 'data', state replicated and donated.
+
+    Args:
+      loss_fn: per-example loss ``fn(logits, labels) -> [B]``.
+      mesh: the ('data',) device mesh.
+
+    Returns:
+      ``step(state, batch) -> (new_state, mean_loss)``; ``state`` is donated.
+    """
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(
+        functools.partial(_train_step, loss_fn=loss_fn),
+        donate_argnums=0,
+        out_shardings=(replicated, replicated),
+    )
+
+
+def _eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Eval-mode predictions and the log-probability of the given label."""
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        batch["image"],
+        train=False,
+    )
+    log_probs = jax.nn.log_softmax(logits)
+    log_prob_label = jnp.take_along_axis(log_probs, batch["label"][:, None], axis=-1)
+    outputs = {
+        "prediction": jnp.argmax(logits, axis=-1).astype(jnp.int32),
+        "log_prob_label": log_prob_label[:, 0],
+    }
+    for key in ("index", "label", "clean_label", "is_noisy", "mask"):
+        outputs[key] = batch[key]
+    return outputs
+
+
+def make_eval_step(
+    mesh: jax.sharding.Mesh,
+) -> Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]]:
+    """The jitted eval step; its per-example outputs are replicated on every device.
+
+    Replicated outputs are readable from any process, which makes the host-side
+    bookkeeping the same on one host and on many.
+    """
+    return jax.jit(_eval_step, out_shardings=NamedSharding(mesh, P()))
+
+
+def _to_host(tree: Any) -> Any:
+    """Copies replicated arrays to numpy from this process's first shard."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def evaluate_split(
+    eval_step: Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]],
+    state: TrainState,
+    batches: Iterable[dict[str, jax.Array]],
+) -> dict[str, np.ndarray]:
+    """Runs ``eval_step`` over padded batches and keeps the real examples.
+
+    Args:
+      eval_step: from ``make_eval_step``.
+      state: the train state.
+      batches: ``Datasets.eval_batches(split, batch_size)``.
+
+    Returns:
+      Per-example numpy arrays (padding dropped), keyed index, label,
+      clean_label, is_noisy, prediction, log_prob_label.
+    """
+    # Dispatch every batch before reading any result back: the host keeps
+    # feeding the devices while earlier batches compute.
+    outputs = _to_host([eval_step(state, batch) for batch in batches])
+    if not outputs:
+        raise ValueError("the split has no examples")
+    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    mask = merged.pop("mask").astype(bool)
+    return {key: value[mask] for key, value in merged.items()}
+
+
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predictions == labels))
+
+
+def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """Accuracy vs noisy and clean labels, and how much of the noise was fit.
+
+    ``memorized_fraction`` is the fraction of noisy-labelled examples predicted
+    as their noisy label (None when no example is noisy).
+    """
+    noisy = split["is_noisy"].astype(bool)
+    fits_noisy_label = split["prediction"] == split["label"]
+    return {
+        "train_accuracy": float(np.mean(fits_noisy_label)),
+        "train_clean_accuracy": _accuracy(split["prediction"], split["clean_label"]),
+        "memorized_fraction": (
+            float(np.mean(fits_noisy_label[noisy])) if noisy.any() else None
+        ),
+    }
+
+
+# ----------------------------------------------------------------------------
+# Files in the workdir.
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this module runs from, or None outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp_path = f"{path}.tmp"
+    with open(tmp_path, "w") as f:
+        f.write(text)
+    os.replace(tmp_path, path)
+
+
+def write_metrics_jsonl(path: str, history: list[dict[str, Any]]) -> None:
+    """Rewrites metrics.jsonl from the history (so a resume never duplicates)."""
+    _write_atomically(path, "".join(json.dumps(record) + "\n" for record in history))
+
+
+def summarize(
+    history: list[dict[str, Any]],
+    *,
+    config: ml_collections.ConfigDict,
+    realised_noise_rate: float,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The run's summary.json content.
+
+    The best-validation epoch is the first epoch with the highest noisy
+    validation accuracy (the model-selection rule of BASELINES.md);
+    ``best_test_accuracy`` is for reference only and never used to select.
+    """
+    final = history[-1]
+    summary = {
+        "final_test_accuracy": final["test_accuracy"],
+        "best_val_test_accuracy": None,
+        "best_val_epoch": None,
+        "best_test_accuracy": max(record["test_accuracy"] for record in history),
+        "memorized_fraction": final["memorized_fraction"],
+        "train_clean_accuracy": final["train_clean_accuracy"],
+        "realised_noise_rate": realised_noise_rate,
+        "num_epochs": final["epoch"],
+        "config": config.to_dict(),
+        "git_commit": git_commit(),
+        "wall_seconds": wall_seconds,
+    }
+    if final["val_accuracy"] is not None:
+        best = max(history, key=lambda record: record["val_accuracy"])
+        summary["best_val_epoch"] = best["epoch"]
+        summary["best_val_test_accuracy"] = best["test_accuracy"]
+    return summary
+
+
+def save_train_predictions(path: str, split: dict[str, np.ndarray]) -> None:
+    """Writes train_predictions.npz, sorted by example index."""
+    order = np.argsort(split["index"], kind="stable")
+    log_prob_label = split["log_prob_label"][order].astype(np.float32)
+    np.savez(
+        path,
+        index=split["index"][order],
+        label=split["label"][order],
+        clean_label=split["clean_label"][order],
+        is_noisy=split["is_noisy"][order].astype(bool),
+        prob_label=np.exp(log_prob_label),
+        log_prob_label=log_prob_label,
+    )
+
+
+# ----------------------------------------------------------------------------
+# The run.
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Progress lines during training: epoch, step, loss, images/s and ETA.
+
+    Throughput is over the steps since the previous line; the ETA extrapolates
+    the average time per step of this launch (evaluation included).
+    """
+
+    total_steps: int
+    batch_size: int
+    start_step: int
+    start_time: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def __post_init__(self):
+        self.last_step, self.last_time = self.start_step, self.start_time
+
+    def restart_window(self) -> None:
+        """Starts the next throughput window now (after an evaluation pass)."""
+        self.last_time = time.perf_counter()
+
+    def report(self, epoch: int, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        images_per_second = (
+            (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
+        )
+        per_step = (now - self.start_time) / max(step - self.start_step, 1)
+        eta = (self.total_steps - step) * per_step
+        self.last_step, self.last_time = step, now
+        logging.info(
+            "epoch %d step %d/%d loss %.4f %.1f images/s ETA %s",
+            epoch,
+            step,
+            self.total_steps,
+            loss,
+            images_per_second,
+            time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+
+
+def _check_finite(losses_so_far: list[jax.Array], first_step: int, epoch: int) -> None:
+    """Raises NonFiniteLossError naming the first step whose loss is not finite."""
+    values = np.asarray(_to_host(losses_so_far), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        step = first_step + int(bad[0])
+        raise NonFiniteLossError(
+            f"training loss is {values[bad[0]]} at epoch {epoch}, step {step}; "
+            f"stopped without saving epoch {epoch} (the last good checkpoint is "
+            f"kept)"
+        )
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, Any]:
+    """Trains and evaluates one run, resuming from ``workdir`` if it has checkpoints.
+
+    Args:
+      config: the run config (``configs/*.py``); validated here.
+      workdir: output directory (created if missing).
+      mesh: a ('data',) mesh; default: all devices.
+
+    Returns:
+      The summary written to ``workdir/summary.json``.
+
+    Raises:
+      config_validation.ConfigError: the config is not valid.
+      NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is
+        kept).
+    """
+    wall_start = time.perf_counter()
+    workdir = os.path.abspath(workdir)
+    if mesh is None:
+        mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    config_validation.validate(config, num_devices=mesh.size)
+    is_writer = jax.process_index() == 0
+    if is_writer:
+        os.makedirs(workdir, exist_ok=True)
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+
+    datasets = input_pipeline.create_datasets(config, mesh=mesh, workdir=workdir)
+    steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
+    if steps_per_epoch == 0:
+        raise config_validation.ConfigError(
+            f"config.batch_size: got {config.batch_size}; allowed: at most the "
+            f"number of training examples ({datasets.num_train})"
+        )
+    has_val = datasets.num_val > 0
+    learning_rate = create_learning_rate_schedule(config, steps_per_epoch)
+    model = models.get(
+        config.model.name,
+        num_classes=datasets.info.num_classes,
+        width_multiplier=config.model.width_multiplier,
+        dtype=config_validation.compute_dtype(config),
+    )
+    state = create_train_state(
+        model,
+        create_optimizer(config, learning_rate),
+        image_shape=datasets.info.image_shape,
+        seed=config.seed,
+        mesh=mesh,
+    )
+    loss_fn = losses.get(config.loss.name, **config_validation.loss_hparams(config))
+    train_step = make_train_step(loss_fn, mesh)
+    eval_step = make_eval_step(mesh)
+
+    checkpointer = checkpointing.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=config.checkpoint_keep,
+        keep_best=has_val,
+    )
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+        start_epoch, state, history = restored
+        if int(_to_host(state.step)) != start_epoch * steps_per_epoch:
+            raise config_validation.ConfigError(
+                f"config.batch_size: the checkpoint in {workdir} is at step "
+                f"{int(_to_host(state.step))} after {start_epoch} epochs, which this "
+                f"config ({steps_per_epoch} steps per epoch) cannot continue; use a "
+                f"new workdir"
+            )
+        logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
+        if is_writer:
+            write_metrics_jsonl(metrics_path, history)
+    elapsed_before = history[-1]["elapsed_seconds"] if history else 0.0
+
+    writer = _create_writer(workdir, is_writer=is_writer)
+    if start_epoch == 0:
+        writer.write_hparams(_flat_hparams(config))
+    total_steps = config.num_epochs * steps_per_epoch
+    progress = _Progress(
+        total_steps=total_steps,
+        batch_size=config.batch_size,
+        start_step=start_epoch * steps_per_epoch,
+    )
+    run_start = time.perf_counter()
+    train_eval = None
+    try:
+        for epoch in range(start_epoch + 1, config.num_epochs + 1):
+            state, record, train_eval = _run_epoch(
+                epoch,
+                state,
+                datasets=datasets,
+                config=config,
+                train_step=train_step,
+                eval_step=eval_step,
+                learning_rate=learning_rate,
+                steps_per_epoch=steps_per_epoch,
+                progress=progress,
+                writer=writer,
+            )
+            record["elapsed_seconds"] = elapsed_before + (
+                time.perf_counter() - run_start
+            )
+            history.append(record)
+            checkpointer.save(epoch, state, history)
+            writer.write_scalars(
+                epoch * steps_per_epoch,
+                {k: v for k, v in record.items() if v is not None and k != "epoch"},
+            )
+            if is_writer:
+                write_metrics_jsonl(metrics_path, history)
+            logging.info("epoch %d: %s", epoch, json.dumps(record))
+    finally:
+        checkpointer.close()
+        writer.flush()
+
+    if train_eval is None:  # Relaunched after the last epoch: nothing to train.
+        train_eval = evaluate_split(
+            eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
+        )
+    summary = summarize(
+        history,
+        config=config,
+        realised_noise_rate=datasets.realised_noise_rate,
+        wall_seconds=time.perf_counter() - wall_start,
+    )
+    if is_writer:
+        save_train_predictions(
+            os.path.join(workdir, "train_predictions.npz"), train_eval
+        )
+        _write_atomically(
+            os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n"
+        )
+    writer.close()
+    logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
+    return summary
+
+
+def _create_writer(workdir: str, *, is_writer: bool) -> metric_writers.MetricWriter:
+    """TensorBoard events on process 0, nothing elsewhere (progress goes to logs)."""
+    if not is_writer:
+        return metric_writers.MultiWriter([])
+    return metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as flat scalar hparams for TensorBoard (None and lists skipped)."""
+    flat = {}
+
+    def visit(prefix: str, node: Any) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                visit(f"{name}.", value)
+            elif isinstance(value, bool | int | float | str):
+                flat[name] = value
+
+    visit("", config.to_dict())
+    return flat
+
+
+def _run_epoch(
+    epoch: int,
+    state: TrainState,
+    *,
+    datasets: input_pipeline.Datasets,
+    config: ml_collections.ConfigDict,
+    train_step: Callable,
+    eval_step: Callable,
+    learning_rate: optax.Schedule,
+    steps_per_epoch: int,
+    progress: _Progress,
+    writer: metric_writers.MetricWriter,
+) -> tuple[TrainState, dict[str, Any], dict[str, np.ndarray]]:
+    """Trains one epoch, then evaluates train (eval mode), val and test."""
+    first_step = (epoch - 1) * steps_per_epoch + 1
+    step_losses: list[jax.Array] = []
+    checked = 0
+    # The epoch's throughput is timed from the end of its first step, so that the
+    # first epoch's figure does not include compilation.
+    timed_from = None
+    progress.restart_window()
+    for batch in datasets.train_batches(epoch - 1, config.batch_size):
+        state, loss = train_step(state, batch)
+        step_losses.append(loss)
+        step = first_step + len(step_losses) - 1
+        if timed_from is None:
+            jax.block_until_ready(loss)
+            timed_from = time.perf_counter()
+        if step % config.log_every_steps == 0 or len(step_losses) == steps_per_epoch:
+            _check_finite(step_losses[checked:], first_step + checked, epoch)
+            checked = len(step_losses)
+            recent = float(np.mean(_to_host(step_losses[-config.log_every_steps :])))
+            progress.report(epoch, step, recent)
+            writer.write_scalars(step, {"train_loss_running": recent})
+    train_seconds = time.perf_counter() - timed_from
+    timed_steps = len(step_losses) - 1
+
+    train_eval = evaluate_split(
+        eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
+    )
+    val_accuracy = None
+    if datasets.num_val:
+        val = evaluate_split(
+            eval_step, state, datasets.eval_batches("val", config.eval_batch_size)
+        )
+        val_accuracy = _accuracy(val["prediction"], val["label"])
+    test = evaluate_split(
+        eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
+    )
+    record = {
+        "epoch": epoch,
+        "step": epoch * steps_per_epoch,
+        "learning_rate": float(learning_rate(epoch * steps_per_epoch - 1)),
+        "train_loss": float(np.mean(_to_host(step_losses))),
+        **train_split_metrics(train_eval),
+        "val_accuracy": val_accuracy,
+        "test_accuracy": _accuracy(test["prediction"], test["clean_label"]),
+        "images_per_second": (
+            timed_steps * config.batch_size / train_seconds if timed_steps else None
+        ),
+        "elapsed_seconds": None,
+    }
+    return state, record, train_eval
