@@ -1,0 +1,688 @@
+"""Tests for tce_jax.losses against float64 NumPy references written here.
+
+The references below are independent of the implementation: they build the
+full softmax / one-hot target in float64 and apply each paper's formula
+literally (the bi-tempered normaliser by bisection, not by the fixed point).
+"""
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from absl.testing import parameterized
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from jax.test_util import check_grads
+
+from tce_jax import losses
+
+NUM_CLASSES = 7
+
+
+# ----------------------------------------------------------------------------
+# Float64 NumPy references.
+
+
+def _np_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _np_log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _np_label_prob(logits, labels):
+    return np.take_along_axis(_np_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+def _np_onehot(labels, num_classes):
+    return np.eye(num_classes)[labels]
+
+
+def np_ce(logits, labels):
+    return -np.take_along_axis(_np_log_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+def np_tce(logits, labels, alpha=losses.DEFAULT_TCE_ALPHA):
+    prob = _np_label_prob(logits, labels)
+    return -np.log(alpha + (1 - alpha) * prob) / (1 - alpha)
+
+
+def np_gce(logits, labels, q=0.7):
+    return (1 - _np_label_prob(logits, labels) ** q) / q
+
+
+def np_rce(logits, labels, log_zero=-4.0):
+    prob = _np_softmax(logits)
+    onehot = _np_onehot(labels, logits.shape[-1])
+    log_target = np.where(onehot > 0, 0.0, log_zero)  # log 1 = 0, log 0 := A
+    return -(prob * log_target).sum(-1)
+
+
+def np_sce(logits, labels, alpha=0.1, beta=1.0, log_zero=-4.0):
+    return alpha * np_ce(logits, labels) + beta * np_rce(logits, labels, log_zero)
+
+
+def np_nce(logits, labels):
+    log_prob = _np_log_softmax(logits)
+    return np_ce(logits, labels) / -log_prob.sum(-1)
+
+
+def np_mae(logits, labels):
+    onehot = _np_onehot(labels, logits.shape[-1])
+    return 0.5 * np.abs(_np_softmax(logits) - onehot).sum(-1)
+
+
+def np_nce_rce(logits, labels, alpha=1.0, beta=1.0, log_zero=-4.0):
+    return alpha * np_nce(logits, labels) + beta * np_rce(logits, labels, log_zero)
+
+
+def np_nce_mae(logits, labels, alpha=1.0, beta=1.0):
+    return alpha * np_nce(logits, labels) + beta * np_mae(logits, labels)
+
+
+def np_taylor(logits, labels, t=2):
+    gap = 1 - _np_label_prob(logits, labels)
+    return sum(gap**k / k for k in range(1, t + 1))
+
+
+def np_phuber(logits, labels, tau=2.0):
+    prob = _np_label_prob(logits, labels)
+    return np.where(
+        prob <= 1 / tau, -tau * prob + np.log(tau) + 1, np_ce(logits, labels)
+    )
+
+
+def _np_exp_t(x, t):
+    if t == 1:
+        return np.exp(x)
+    return np.maximum(1 + (1 - t) * x, 0) ** (1 / (1 - t))
+
+
+def _np_log_t(x, t):
+    if t == 1:
+        return np.log(x)
+    return (x ** (1 - t) - 1) / (1 - t)
+
+
+def _np_tempered_softmax(logits, t):
+    """Solves sum_k exp_t(z_k - lam) = 1 for lam by bisection, per row."""
+    low = logits.max(-1, keepdims=True)
+    high = low + 1.0
+    while np.any(_np_exp_t(logits - high, t).sum(-1) > 1):
+        high = high + (high - low)
+    for _ in range(200):
+        mid = (low + high) / 2
+        too_big = _np_exp_t(logits - mid, t).sum(-1, keepdims=True) > 1
+        low, high = np.where(too_big, mid, low), np.where(too_big, high, mid)
+    return _np_exp_t(logits - (low + high) / 2, t)
+
+
+def np_bi_tempered(logits, labels, t1=0.8, t2=1.2, num_iters=5):
+    del num_iters  # The reference solves for the normaliser exactly.
+    prob = _np_tempered_softmax(logits, t2)
+    onehot = _np_onehot(labels, logits.shape[-1])
+    # Bregman form of the paper, with log_t(1) = 0 and 0 * log_t(0) = 0.
+    return (
+        -(onehot * _np_log_t(np.maximum(prob, 1e-300), t1)).sum(-1)
+        - (onehot ** (2 - t1)).sum(-1) / (2 - t1)
+        + (prob ** (2 - t1)).sum(-1) / (2 - t1)
+    )
+
+
+def np_focal(logits, labels, gamma=0.5):
+    prob = _np_label_prob(logits, labels)
+    return -((1 - prob) ** gamma) * np.log(prob)
+
+
+def np_ls_ce(logits, labels, epsilon=0.1):
+    num_classes = logits.shape[-1]
+    target = (1 - epsilon) * _np_onehot(labels, num_classes) + epsilon / num_classes
+    np.testing.assert_allclose(target.sum(-1), 1.0)
+    return -(target * _np_log_softmax(logits)).sum(-1)
+
+
+REFERENCES = {
+    "ce": np_ce,
+    "tce": np_tce,
+    "gce": np_gce,
+    "sce": np_sce,
+    "rce": np_rce,
+    "nce": np_nce,
+    "nce_rce": np_nce_rce,
+    "nce_mae": np_nce_mae,
+    "mae": np_mae,
+    "taylor_ce": np_taylor,
+    "phuber_ce": np_phuber,
+    "bi_tempered": np_bi_tempered,
+    "focal": np_focal,
+    "ls_ce": np_ls_ce,
+}
+
+# Non-default settings, so that each hyperparameter is seen to take effect.
+OTHER_HPARAMS = {
+    "ce": {},
+    "tce": {"alpha": 0.3},
+    "gce": {"q": 0.4},
+    "sce": {"alpha": 6.0, "beta": 0.1, "log_zero": -2.0},
+    "rce": {"log_zero": -9.0},
+    "nce": {},
+    "nce_rce": {"alpha": 10.0, "beta": 0.1},
+    "nce_mae": {"alpha": 1.0, "beta": 10.0},
+    "mae": {},
+    "taylor_ce": {"t": 5},
+    "phuber_ce": {"tau": 10.0},
+    "bi_tempered": {"t1": 0.5, "t2": 2.0, "num_iters": 30},
+    "focal": {"gamma": 2.0},
+    "ls_ce": {"epsilon": 0.3},
+}
+
+# Out-of-range values for every range the registry checks.
+INVALID_HPARAMS = [
+    ("tce", {"alpha": -0.1}),
+    ("tce", {"alpha": 1.0}),
+    ("gce", {"q": 0.0}),
+    ("gce", {"q": 1.5}),
+    ("sce", {"alpha": -1.0}),
+    ("sce", {"beta": -1.0}),
+    ("sce", {"log_zero": 0.0}),
+    ("rce", {"log_zero": 1.0}),
+    ("nce_rce", {"alpha": -1.0}),
+    ("nce_mae", {"beta": -0.5}),
+    ("taylor_ce", {"t": 0}),
+    ("taylor_ce", {"t": 1.5}),
+    ("phuber_ce", {"tau": 1.0}),
+    ("phuber_ce", {"tau": 0.5}),
+    ("bi_tempered", {"t1": 1.2}),
+    ("bi_tempered", {"t1": -0.1}),
+    ("bi_tempered", {"t2": 0.9}),
+    ("bi_tempered", {"num_iters": 0}),
+    ("focal", {"gamma": -0.5}),
+    ("ls_ce", {"epsilon": 1.0}),
+    ("ls_ce", {"epsilon": -0.1}),
+]
+
+
+def _random_inputs(seed, shape=(6,), num_classes=NUM_CLASSES, scale=3.0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(*shape, num_classes)) * scale
+    labels = rng.integers(0, num_classes, size=shape)
+    return logits, labels
+
+
+def _naive_tce(logits, labels, alpha):
+    """TCE by plain autodiff of the log-space formula (no custom VJP)."""
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], -1)[
+        ..., 0
+    ]
+    return -jnp.logaddexp(jnp.log(alpha), jnp.log1p(-alpha) + log_prob) / (1 - alpha)
+
+
+# ----------------------------------------------------------------------------
+# Values and gradients.
+
+
+class ReferenceTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_defaults_match_reference(self, name):
+        logits, labels = _random_inputs(0)
+        fn = self.variant(losses.get(name))
+        got = fn(jnp.asarray(logits, jnp.float32), jnp.asarray(labels))
+        chex.assert_shape(got, labels.shape)
+        chex.assert_type(got, jnp.float32)
+        want = REFERENCES[name](logits, labels, **losses.defaults(name))
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_other_hparams_match_reference_in_float64(self, name):
+        logits, labels = _random_inputs(1)
+        hparams = OTHER_HPARAMS[name]
+        with jax.enable_x64(True):
+            got = losses.get(name, **hparams)(jnp.asarray(logits), jnp.asarray(labels))
+            chex.assert_type(got, jnp.float64)
+        np.testing.assert_allclose(
+            got, REFERENCES[name](logits, labels, **hparams), rtol=1e-10, atol=1e-12
+        )
+
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_gradients_by_finite_differences(self, name):
+        logits, labels = _random_inputs(2, shape=(3,), num_classes=5, scale=1.5)
+        with jax.enable_x64(True):
+            fn = functools.partial(
+                losses.get(name, **OTHER_HPARAMS[name]), labels=labels
+            )
+            check_grads(fn, (jnp.asarray(logits),), order=1, modes=("rev",))
+
+    def test_registry_defaults_are_the_function_defaults(self):
+        logits, labels = _random_inputs(3)
+        for name in losses.names():
+            with self.subTest(name):
+                registry_fn = losses.get(name)
+                np.testing.assert_array_equal(
+                    registry_fn(logits, labels), registry_fn.func(logits, labels)
+                )
+
+
+# ----------------------------------------------------------------------------
+# TCE properties.
+
+ALPHAS = (1e-6, 0.01, 0.3, 0.9, 1 - 1e-6)
+
+
+class TamedCrossEntropyTest(chex.TestCase):
+    @parameterized.parameters(*ALPHAS)
+    def test_custom_vjp_equals_autodiff_of_naive_formula(self, alpha):
+        logits, labels = _random_inputs(4, shape=(16,), scale=4.0)
+        with jax.enable_x64(True):
+            logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+
+            def mean_loss(fn, z):
+                return jnp.mean(fn(z, labels, alpha=alpha))
+
+            value, grad = jax.value_and_grad(
+                functools.partial(mean_loss, losses.tamed_cross_entropy)
+            )(logits)
+            naive_value, naive_grad = jax.value_and_grad(
+                functools.partial(mean_loss, _naive_tce)
+            )(logits)
+        np.testing.assert_allclose(value, naive_value, rtol=1e-12)
+        np.testing.assert_allclose(grad, naive_grad, rtol=1e-10, atol=1e-15)
+
+    def test_custom_vjp_second_order(self):
+        logits, labels = _random_inputs(5, shape=(3,), num_classes=4)
+        with jax.enable_x64(True):
+            fn = functools.partial(losses.tamed_cross_entropy, labels=labels, alpha=0.2)
+            check_grads(fn, (jnp.asarray(logits),), order=2, modes=("rev",))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_alpha_zero_is_optax_cross_entropy(self):
+        logits, labels = _random_inputs(6, shape=(32,), scale=5.0)
+        logits, labels = jnp.asarray(logits, jnp.float32), jnp.asarray(labels)
+
+        def mean_tce(z):
+            return jnp.mean(losses.tamed_cross_entropy(z, labels, alpha=0.0))
+
+        def mean_ce(z):
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, labels))
+
+        value, grad = self.variant(jax.value_and_grad(mean_tce))(logits)
+        ce_value, ce_grad = self.variant(jax.value_and_grad(mean_ce))(logits)
+        np.testing.assert_allclose(value, ce_value, rtol=1e-7)
+        np.testing.assert_allclose(grad, ce_grad, rtol=1e-6, atol=1e-9)
+
+    @parameterized.parameters(*ALPHAS)
+    def test_map_from_cross_entropy_keeps_relative_precision(self, alpha):
+        # Margins 0..17: CE (and, as alpha -> 1, the loss) spans 0.7 down to 4e-8.
+        margins = np.linspace(0.0, 17.0, 35, dtype=np.float32)
+        logits = np.stack([margins, np.zeros_like(margins)], axis=-1)
+        labels = np.zeros(len(margins), dtype=np.int32)
+        got = losses.tamed_cross_entropy(logits, labels, alpha=alpha)
+        # CE is computed as optax does; its float32 rounding is the input here.
+        # From that input, TCE must be exact to a few ulps in relative terms:
+        # forming 1 - p_y or alpha + (1 - alpha) p_y in float32 would not be.
+        ce = np.asarray(losses.cross_entropy(logits, labels), np.float64)
+        want = -np.log1p((1 - alpha) * np.expm1(-ce)) / (1 - alpha)
+        np.testing.assert_allclose(got, want, rtol=4e-7)
+
+    def test_alpha_to_one_tends_to_one_minus_label_prob(self):
+        logits, labels = _random_inputs(24, shape=(64,), scale=5.0)
+        one_minus_prob = 1 - _np_label_prob(logits, labels)
+        for alpha, rtol in ((0.99, 1e-2), (1 - 1e-6, 2e-6)):
+            got = losses.tamed_cross_entropy(
+                jnp.asarray(logits, jnp.float32), labels, alpha=alpha
+            )
+            # atol: float32 CE has absolute rounding ~eps * |logsumexp|.
+            np.testing.assert_allclose(got, one_minus_prob, rtol=rtol, atol=5e-6)
+
+    @parameterized.parameters(1e-6, 0.01, 0.3, 0.9, 1 - 1e-6)
+    def test_bounded(self, alpha):
+        logits, labels = _random_inputs(7, shape=(200,), scale=30.0)
+        got = np.asarray(losses.tamed_cross_entropy(logits, labels, alpha=alpha))
+        bound = -math.log(alpha) / (1 - alpha)
+        self.assertGreaterEqual(got.min(), 0.0)
+        self.assertLessEqual(got.max(), bound * (1 + 1e-6))
+        # Confidently contradicted examples reach the bound.
+        self.assertGreater(got.max(), bound * (1 - 1e-3))
+
+    @parameterized.product(alpha=(0.0, 1e-6, 0.01, 1 - 1e-6), scale=(1e4, -1e4))
+    def test_finite_at_extreme_logits(self, alpha, scale):
+        logits, labels = _random_inputs(8, shape=(8,))
+        logits = jnp.asarray(np.sign(logits) * abs(scale), jnp.float32)
+        value, grad = jax.value_and_grad(
+            lambda z: jnp.sum(losses.tamed_cross_entropy(z, labels, alpha=alpha))
+        )(logits)
+        chex.assert_tree_all_finite((value, grad))
+        weight = losses.tce_gradient_weight(logits, labels, alpha=alpha)
+        chex.assert_tree_all_finite(weight)
+
+    def test_gradient_is_weighted_cross_entropy_gradient(self):
+        logits, labels = _random_inputs(9, shape=(12,), scale=4.0)
+        logits = jnp.asarray(logits, jnp.float32)
+        alpha = 0.05
+        tce_grad = jax.grad(
+            lambda z: jnp.sum(losses.tamed_cross_entropy(z, labels, alpha=alpha))
+        )(logits)
+        ce_grad = jax.grad(lambda z: jnp.sum(losses.cross_entropy(z, labels)))(logits)
+        weight = losses.tce_gradient_weight(logits, labels, alpha=alpha)
+        np.testing.assert_allclose(tce_grad, weight[:, None] * ce_grad, atol=1e-7)
+
+    def test_gradient_weight_matches_formula(self):
+        logits, labels = _random_inputs(10, shape=(100,), scale=6.0)
+        for alpha in (0.0, *ALPHAS):
+            prob = _np_label_prob(logits, labels)
+            want = prob / (alpha + (1 - alpha) * prob)
+            got = losses.tce_gradient_weight(logits, labels, alpha=alpha)
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-30)
+            self.assertTrue(np.all((np.asarray(got) >= 0) & (np.asarray(got) <= 1)))
+
+    def test_gradient_weight_limits(self):
+        # w -> 1 as p_y -> 1 and w -> 0 as p_y -> 0.
+        logits = jnp.array([[30.0, 0.0], [-30.0, 0.0]])
+        weight = losses.tce_gradient_weight(logits, jnp.array([0, 0]), alpha=0.01)
+        np.testing.assert_allclose(weight, [1.0, 0.0], atol=1e-10)
+
+    def test_soft_labels_variant(self):
+        logits, labels = _random_inputs(11, shape=(10,))
+        onehot = jax.nn.one_hot(labels, NUM_CLASSES)
+        for alpha in (0.0, 0.01, 0.5):
+            np.testing.assert_allclose(
+                losses.tamed_cross_entropy_with_soft_labels(
+                    logits, onehot, alpha=alpha
+                ),
+                losses.tamed_cross_entropy(logits, labels, alpha=alpha),
+                rtol=1e-6,
+            )
+        target = np.random.default_rng(0).dirichlet(np.ones(NUM_CLASSES), size=10)
+        soft_ce = -(target * _np_log_softmax(logits)).sum(-1)
+        want = -np.log(0.1 + 0.9 * np.exp(-soft_ce)) / 0.9
+        with jax.enable_x64(True):
+            got = losses.tamed_cross_entropy_with_soft_labels(logits, target, alpha=0.1)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            check_grads(
+                lambda z: losses.tamed_cross_entropy_with_soft_labels(
+                    z, target, alpha=0.1
+                ),
+                (jnp.asarray(logits),),
+                order=1,
+                modes=("rev",),
+            )
+
+
+# ----------------------------------------------------------------------------
+# Dtypes, shapes, masks, transformations, sharding.
+
+
+class ConventionsTest(chex.TestCase):
+    def test_bfloat16_computes_in_float32_and_returns_bfloat16_gradients(self):
+        logits, labels = _random_inputs(12, shape=(16,))
+        logits_bf16 = jnp.asarray(logits, jnp.bfloat16)
+        for name in losses.names():
+            with self.subTest(name):
+                fn = losses.get(name)
+                value, grad = jax.value_and_grad(
+                    lambda z, fn=fn: jnp.sum(fn(z, labels))
+                )(logits_bf16)
+                chex.assert_type(value, jnp.float32)
+                chex.assert_type(grad, jnp.bfloat16)
+                upcast = logits_bf16.astype(jnp.float32)
+                np.testing.assert_allclose(fn(logits_bf16, labels), fn(upcast, labels))
+                want_grad = jax.grad(lambda z, fn=fn: jnp.sum(fn(z, labels)))(upcast)
+                np.testing.assert_allclose(
+                    grad.astype(jnp.float32), want_grad, rtol=1e-2, atol=1e-2
+                )
+
+    def test_float16(self):
+        logits, labels = _random_inputs(13)
+        value = losses.tamed_cross_entropy(jnp.asarray(logits, jnp.float16), labels)
+        chex.assert_type(value, jnp.float32)
+
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_leading_dims_and_axis(self, name):
+        logits, labels = _random_inputs(14, shape=(2, 3))
+        fn = losses.get(name)
+        flat = fn(logits.reshape(6, NUM_CLASSES), labels.reshape(6))
+        np.testing.assert_allclose(
+            fn(logits, labels), flat.reshape(2, 3), rtol=1e-6, atol=1e-7
+        )
+        # Class axis first: [K, batch, time].
+        moved = np.moveaxis(logits, -1, 0)
+        np.testing.assert_allclose(
+            fn(moved, labels, axis=0), flat.reshape(2, 3), rtol=1e-6, atol=1e-7
+        )
+
+    def test_tuple_axis_flattens_classes(self):
+        logits, labels = _random_inputs(15, shape=(4,), num_classes=12)
+        grid = logits.reshape(4, 3, 4)
+        np.testing.assert_allclose(
+            losses.tamed_cross_entropy(grid, labels, axis=(1, 2)),
+            losses.tamed_cross_entropy(logits, labels),
+            rtol=1e-6,
+        )
+
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_where_masks_value_and_gradient(self, name):
+        logits, labels = _random_inputs(16, shape=(6,))
+        mask = np.array([True, False, True, True, False, True])
+        # Masked examples hold garbage: NaN/inf logits and an invalid label.
+        dirty = logits.copy()
+        dirty[1] = np.nan
+        dirty[4] = np.inf
+        dirty_labels = labels.copy()
+        dirty_labels[~mask] = -1
+        fn = losses.get(name)
+
+        def total(z):
+            return jnp.sum(fn(z, dirty_labels, where=mask))
+
+        value = fn(jnp.asarray(dirty, jnp.float32), dirty_labels, where=mask)
+        grad = jax.grad(total)(jnp.asarray(dirty, jnp.float32))
+        chex.assert_tree_all_finite((value, grad))
+        np.testing.assert_array_equal(np.asarray(value)[~mask], 0.0)
+        np.testing.assert_array_equal(np.asarray(grad)[~mask], 0.0)
+        clean = fn(jnp.asarray(logits[mask], jnp.float32), labels[mask])
+        np.testing.assert_allclose(np.asarray(value)[mask], clean, rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_vmap_jit_grad_compose(self):
+        logits, labels = _random_inputs(17, shape=(8,))
+        logits = jnp.asarray(logits, jnp.float32)
+
+        def per_example(z, y):
+            return losses.tamed_cross_entropy(z[None], y[None], alpha=0.1)[0]
+
+        per_example_grad = self.variant(jax.vmap(jax.grad(per_example)))(logits, labels)
+        batch_grad = jax.grad(
+            lambda z: jnp.sum(losses.tamed_cross_entropy(z, labels, alpha=0.1))
+        )(logits)
+        np.testing.assert_allclose(per_example_grad, batch_grad, rtol=1e-6, atol=1e-8)
+        hessian = self.variant(
+            jax.hessian(lambda z: losses.tamed_cross_entropy(z, labels[0], alpha=0.1))
+        )(logits[0])
+        naive_hessian = jax.hessian(lambda z: _naive_tce(z, labels[0], 0.1))(logits[0])
+        np.testing.assert_allclose(hessian, naive_hessian, rtol=1e-4, atol=1e-6)
+
+    @parameterized.parameters("tce", "ce", "gce", "bi_tempered")
+    def test_sharded_batch_matches_single_device(self, name):
+        devices = jax.devices()
+        self.assertGreaterEqual(len(devices), 4, "conftest should provide 4 devices")
+        logits, labels = _random_inputs(18, shape=(32,), num_classes=10)
+        logits = np.asarray(logits, np.float32)
+        fn = losses.get(name)
+
+        def mean_loss(z, y):
+            return jnp.mean(fn(z, y))
+
+        step = jax.jit(jax.value_and_grad(mean_loss))
+        results = []
+        for mesh_devices in (devices[:4], devices[:1]):
+            mesh = Mesh(np.asarray(mesh_devices), ("data",))
+            sharding = NamedSharding(mesh, P("data"))
+            value, grad = step(
+                jax.device_put(logits, sharding), jax.device_put(labels, sharding)
+            )
+            self.assertEqual(len(grad.sharding.device_set), len(mesh_devices))
+            results.append((value, grad))
+        (value_4, grad_4), (value_1, grad_1) = results
+        np.testing.assert_allclose(value_4, value_1, rtol=1e-6)
+        np.testing.assert_allclose(grad_4, grad_1, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------
+# Special cases that pin the baselines' definitions.
+
+
+class BaselineDefinitionTest(chex.TestCase):
+    def test_reductions(self):
+        logits, labels = _random_inputs(19)
+        ce = losses.cross_entropy(logits, labels)
+        mae = losses.mean_absolute_error(logits, labels)
+        close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+        close(losses.bi_tempered_logistic_loss(logits, labels, t1=1.0, t2=1.0), ce)
+        close(losses.generalized_cross_entropy(logits, labels, q=1.0), mae)
+        close(losses.generalized_cross_entropy(logits, labels, q=1e-4), ce, rtol=1e-3)
+        close(losses.taylor_cross_entropy(logits, labels, t=1), mae)
+        close(losses.focal_loss(logits, labels, gamma=0.0), ce)
+        close(losses.label_smoothed_cross_entropy(logits, labels, epsilon=0.0), ce)
+        close(losses.symmetric_cross_entropy(logits, labels, alpha=1.0, beta=0.0), ce)
+
+    def test_reverse_cross_entropy_uses_log_zero_directly(self):
+        # p_y ~ 0: RCE = -A = 4 exactly, not -log(1e-4) = 9.21 of a clamp.
+        logits = jnp.array([[-50.0, 50.0, 0.0]])
+        got = losses.reverse_cross_entropy(logits, jnp.array([0]))
+        np.testing.assert_allclose(got, [4.0], rtol=1e-6)
+
+    def test_focal_gradient_is_zero_not_nan_at_certainty(self):
+        logits = jnp.array([[100.0, 0.0, 0.0]])
+        grad = jax.grad(lambda z: jnp.sum(losses.focal_loss(z, jnp.array([0]))))(logits)
+        np.testing.assert_array_equal(grad, jnp.zeros_like(grad))
+
+    @parameterized.parameters(*sorted(REFERENCES))
+    def test_finite_at_extreme_logits(self, name):
+        logits, labels = _random_inputs(20, shape=(8,))
+        logits = jnp.asarray(np.sign(logits) * 1e4, jnp.float32)
+        fn = losses.get(name)
+        value, grad = jax.value_and_grad(lambda z: jnp.sum(fn(z, labels)))(logits)
+        chex.assert_tree_all_finite((value, grad))
+
+
+# ----------------------------------------------------------------------------
+# Registry and invalid inputs.
+
+
+class RegistryTest(parameterized.TestCase):
+    def test_names(self):
+        required = {
+            "ce", "tce", "gce", "sce", "nce_rce", "nce_mae", "mae", "taylor_ce",
+            "phuber_ce", "bi_tempered", "focal", "ls_ce", "rce", "nce",
+        }  # fmt: skip
+        self.assertTrue(required <= set(losses.names()))
+        self.assertEqual(list(losses.names()), sorted(losses.names()))
+
+    def test_hparam_names_and_defaults(self):
+        self.assertEqual(losses.hparam_names("tce"), ("alpha",))
+        self.assertEqual(losses.defaults("tce"), {"alpha": losses.DEFAULT_TCE_ALPHA})
+        self.assertEqual(losses.hparam_names("ce"), ())
+        self.assertEqual(
+            losses.defaults("sce"), {"alpha": 0.1, "beta": 1.0, "log_zero": -4.0}
+        )
+        for name in losses.names():
+            self.assertEqual(tuple(losses.defaults(name)), losses.hparam_names(name))
+
+    def test_none_means_default(self):
+        self.assertEqual(losses.get("gce", q=None).keywords, losses.get("gce").keywords)
+
+    def test_unknown_name_lists_known_names(self):
+        with self.assertRaisesRegex(ValueError, r"known losses: .*tce"):
+            losses.get("tamed")
+
+    def test_unknown_hparam_lists_allowed(self):
+        with self.assertRaisesRegex(ValueError, r"no hyperparameter q; allowed: alpha"):
+            losses.get("tce", q=0.7)
+        with self.assertRaisesRegex(ValueError, r"allowed: none"):
+            losses.get("ce", alpha=0.1)
+
+    @parameterized.parameters(*INVALID_HPARAMS)
+    def test_out_of_range_hparam(self, name, hparams):
+        (key,) = hparams
+        with self.assertRaisesRegex(ValueError, rf"{key} must be .* in "):
+            losses.get(name, **hparams)
+        logits, labels = _random_inputs(21)
+        with self.assertRaisesRegex(ValueError, rf"{key} must be"):
+            losses.get(name).func(logits, labels, **hparams)
+
+    def test_traced_hparam_is_a_type_error(self):
+        logits, labels = _random_inputs(22)
+        with self.assertRaisesRegex(TypeError, "static Python number"):
+            jax.jit(lambda a: losses.tamed_cross_entropy(logits, labels, alpha=a))(0.1)
+
+    def test_invalid_inputs(self):
+        logits, labels = _random_inputs(23, shape=(4,))
+        tce = losses.tamed_cross_entropy
+        with self.assertRaisesRegex(TypeError, "logits must be floating"):
+            tce(logits.astype(np.int32), labels)
+        with self.assertRaisesRegex(TypeError, "labels must be integers"):
+            tce(logits, labels.astype(np.float32))
+        with self.assertRaisesRegex(ValueError, "labels shape"):
+            tce(logits, labels[:3])
+        with self.assertRaisesRegex(ValueError, "labels shape"):
+            tce(logits, labels[:, None])
+        with self.assertRaisesRegex(ValueError, "out of range"):
+            tce(logits, labels, axis=2)
+        with self.assertRaisesRegex(ValueError, "repeats"):
+            tce(logits, labels, axis=(1, -1))
+        with self.assertRaisesRegex(TypeError, "axis must be"):
+            tce(logits, labels, axis=1.0)
+        with self.assertRaisesRegex(ValueError, "class axis"):
+            tce(np.float32(1.0), labels)
+        with self.assertRaisesRegex(TypeError, "where must be boolean"):
+            tce(logits, labels, where=np.ones(4))
+        with self.assertRaisesRegex(ValueError, "where shape"):
+            tce(logits, labels, where=np.ones(3, bool))
+        with self.assertRaisesRegex(TypeError, "soft labels must be floating"):
+            losses.tamed_cross_entropy_with_soft_labels(logits, labels)
+        with self.assertRaisesRegex(ValueError, "soft labels shape"):
+            losses.tamed_cross_entropy_with_soft_labels(logits, logits[:, :3])
+        # Errors are raised while tracing, before any computation.
+        with self.assertRaisesRegex(ValueError, "labels shape"):
+            jax.jit(tce).lower(logits, labels[:3])
+
+
+# ----------------------------------------------------------------------------
+# Memory of the backward pass.
+
+
+def _temp_bytes(fn, logits, labels):
+    compiled = (
+        jax.jit(jax.value_and_grad(lambda z, y: jnp.mean(fn(z, y))))
+        .lower(logits, labels)
+        .compile()
+    )
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize("shape", [(1024, 10), (512, 1000)])
+def test_backward_memory_no_more_than_optax_cross_entropy(shape):
+    batch, num_classes = shape
+    logits = jnp.zeros(shape, jnp.float32)
+    labels = jnp.zeros((batch,), jnp.int32)
+    ce_bytes = _temp_bytes(
+        optax.softmax_cross_entropy_with_integer_labels, logits, labels
+    )
+    tce_bytes = _temp_bytes(losses.tamed_cross_entropy, logits, labels)
+    naive_bytes = _temp_bytes(
+        functools.partial(_naive_tce, alpha=losses.DEFAULT_TCE_ALPHA), logits, labels
+    )
+    per_example = batch * 4
+    # TCE may keep a few per-example vectors (the weight), never a [batch, K] one.
+    assert tce_bytes <= ce_bytes + 2 * per_example, (tce_bytes, ce_bytes)
+    # The check can fail: autodiff of the naive formula keeps whole log-softmaxes.
+    assert naive_bytes >= ce_bytes + batch * num_classes * 4, (naive_bytes, ce_bytes)
