@@ -7,6 +7,8 @@ Stopped sweeps continue where they stopped when started again with the same
 --config.seeds='(0,)' or --config.overrides.num_epochs=4.
 """
 
+import shlex
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -29,7 +31,8 @@ def main(argv):
     if _DRY_RUN.value:
         for run in sweep.expand_grid(config):
             print(run.rel_dir)
-            print("  " + " ".join(sweep.launch_command(config.base_config, run, "DIR")))
+            command = sweep.launch_command(config.base_config, run, run.rel_dir)
+            print("  " + shlex.join(command))
         return 0
     outcome = sweep.run_sweep(config, _WORKDIR.value, jobs=_JOBS.value)
     report.write_report(_WORKDIR.value)

@@ -34,7 +34,7 @@ from absl import app, flags, logging
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tce_jax import sweep
+from tce_jax import losses, sweep
 
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "train_predictions.npz"
@@ -444,6 +444,11 @@ def tce_gradient_weight_from_log_prob(
     return np.exp(log_p - np.logaddexp(np.log(alpha), np.log1p(-alpha) + log_p))
 
 
+def tce_alpha(row: dict[str, Any]) -> float:
+    """The alpha of a TCE run (the registry's default if the run did not set it)."""
+    return json.loads(row["loss_hparams"]).get("alpha", losses.DEFAULT_TCE_ALPHA)
+
+
 def _load_predictions(run_dir: pathlib.Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(run_dir / PREDICTIONS_FILE) as data:
@@ -472,15 +477,13 @@ def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
         first_seed = {}
         for row in sorted(group_rows, key=lambda r: r["seed"]):
             first_seed.setdefault(row["loss"], row)
-        tce_rows = [
-            row
+        panels = [
+            (row, tce_alpha(row))
             for row in first_seed.values()
-            if row["loss_name"] == "tce"
-            and json.loads(row["loss_hparams"]).get("alpha", 0) > 0
+            if row["loss_name"] == "tce" and tce_alpha(row) > 0
         ]
-        if not tce_rows:
+        if not panels:
             continue
-        panels = [(row, json.loads(row["loss_hparams"])["alpha"]) for row in tce_rows]
         panels += [
             (row, panels[0][1])
             for row in first_seed.values()
@@ -553,11 +556,8 @@ def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
         finished, ("dataset", "noise_kind")
     ).items():
         tce = [row for row in setting_rows if row["loss_name"] == "tce"]
-        alpha_of = {
-            id(row): json.loads(row["loss_hparams"]).get("alpha") for row in tce
-        }
-        tce = [row for row in tce if alpha_of[id(row)] is not None]
-        if len({alpha_of[id(row)] for row in tce}) < 2:
+        alpha_of = {id(row): tce_alpha(row) for row in tce}
+        if len(set(alpha_of.values())) < 2:
             continue
         rates = sorted({row["noise_rate"] for row in setting_rows})
         colors = _colors([f"{rate:g}" for rate in rates])

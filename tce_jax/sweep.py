@@ -209,6 +209,9 @@ def resolve_path(path: str | os.PathLike) -> pathlib.Path:
 def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
     """Calls get_config() of a config file, as config_flags would."""
     path = resolve_path(path)
+    if str(REPO_ROOT) not in sys.path:
+        # Config files import each other as `configs.<name>`, as under launch.py.
+        sys.path.insert(0, str(REPO_ROOT))
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -319,6 +322,19 @@ def thread_limited_env(num_threads: int) -> dict[str, str]:
 
 # A runner trains one run in its directory on the given cores; returns an exit code.
 Runner = Callable[[Run, pathlib.Path, tuple[int, ...]], int]
+# A preparer makes a dataset (name, data_dir) ready offline; returns an exit code.
+Preparer = Callable[[str, str | None], int]
+
+
+def prepare_dataset(dataset: str, data_dir: str | None) -> int:
+    """Prepares a dataset once (tce_jax.prepare_data) before runs read it.
+
+    Parallel runs would otherwise each start building the same tfds dataset.
+    """
+    command = [sys.executable, "-m", "tce_jax.prepare_data", f"--dataset={dataset}"]
+    if data_dir:
+        command.append(f"--data_dir={data_dir}")
+    return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode
 
 
 def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
@@ -442,6 +458,7 @@ def run_sweep(
     *,
     jobs: int | None = None,
     runner: Runner | None = None,
+    preparer: Preparer = prepare_dataset,
     log: Callable[[str], None] = print,
     heartbeat_seconds: float = 60.0,
 ) -> SweepOutcome:
@@ -452,6 +469,7 @@ def run_sweep(
       sweep_dir: root of the run dirs; sweep.json there records the grid.
       jobs: runs at once; None uses sweep_config.jobs, 0 picks from the cores.
       runner: trains one run (default: launch.py subprocesses); tests pass fakes.
+      preparer: prepares each dataset of the unfinished runs first.
       log: progress sink.
       heartbeat_seconds: how often to print the epochs of running runs.
 
@@ -492,6 +510,13 @@ def run_sweep(
         f"sweep {sweep_dir}: {len(runs)} runs, {len(outcome.skipped)} already "
         f"finished, {len(pending)} to run, {jobs} at a time"
     )
+    data_dirs = {
+        run.dataset: resolve_config(base_config_path, run.overrides).data.data_dir
+        for run in pending
+    }
+    for dataset, data_dir in data_dirs.items():
+        if preparer(dataset, data_dir) != 0:
+            log(f"preparing {dataset} failed; its runs will fail too")
     progress = _Progress(len(runs), len(outcome.skipped), jobs, log)
     free_cores: queue.SimpleQueue[tuple[int, ...]] = queue.SimpleQueue()
     for cores in core_slices(jobs, available_cpus()):

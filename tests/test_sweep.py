@@ -53,6 +53,10 @@ def make_sweep_config(base_config_path, **axes):
     return config
 
 
+def no_preparation(dataset, data_dir):
+    return 0
+
+
 class FakeRunner:
     """Writes what training writes; fails or stops early for chosen runs."""
 
@@ -140,7 +144,9 @@ def test_launch_command_passes_every_override(base_config_path):
 def test_sweep_writes_run_dirs_then_skips_finished_runs(base_config_path, tmp_path):
     config = make_sweep_config(base_config_path)
     runner = FakeRunner()
-    outcome = sweep.run_sweep(config, tmp_path / "sweep", runner=runner, log=print)
+    outcome = sweep.run_sweep(
+        config, tmp_path / "sweep", runner=runner, preparer=no_preparation, log=print
+    )
     assert outcome.ok and len(outcome.finished) == 8 and not outcome.skipped
     run_dir = tmp_path / "sweep/fashion_mnist/symmetric-0.4/tce-alpha0.01/seed1"
     resolved = json.loads((run_dir / sweep.CONFIG_FILE).read_text())
@@ -152,9 +158,31 @@ def test_sweep_writes_run_dirs_then_skips_finished_runs(base_config_path, tmp_pa
     recorded = json.loads((tmp_path / "sweep" / sweep.SWEEP_INFO_FILE).read_text())
     assert len(recorded["runs"]) == 8
 
-    again = FakeRunner()
-    outcome = sweep.run_sweep(config, tmp_path / "sweep", runner=again, log=print)
-    assert len(outcome.skipped) == 8 and not again.calls
+    again, prepared = FakeRunner(), []
+    outcome = sweep.run_sweep(
+        config,
+        tmp_path / "sweep",
+        runner=again,
+        preparer=lambda *args: prepared.append(args) or 0,
+        log=print,
+    )
+    assert len(outcome.skipped) == 8 and not again.calls and not prepared
+
+
+def test_each_dataset_is_prepared_once_before_the_runs(base_config_path, tmp_path):
+    config = make_sweep_config(base_config_path, datasets=("fashion_mnist", "mnist"))
+    prepared = []
+
+    def prepare(dataset, data_dir):
+        prepared.append((dataset, data_dir))
+        return 1 if dataset == "mnist" else 0
+
+    messages = []
+    sweep.run_sweep(
+        config, tmp_path, runner=FakeRunner(), preparer=prepare, log=messages.append
+    )
+    assert prepared == [("fashion_mnist", None), ("mnist", None)]
+    assert any("preparing mnist failed" in message for message in messages)
 
 
 def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tmp_path):
@@ -162,7 +190,11 @@ def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tm
     bad = "fashion_mnist/symmetric-0/ce/seed0"
     messages = []
     outcome = sweep.run_sweep(
-        config, tmp_path, runner=FakeRunner(fail={bad}), log=messages.append
+        config,
+        tmp_path,
+        runner=FakeRunner(fail={bad}),
+        preparer=no_preparation,
+        log=messages.append,
     )
     assert outcome.failed == [bad] and len(outcome.finished) == 7
     assert not outcome.ok
@@ -170,7 +202,9 @@ def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tm
     assert any("FAILED" in message and bad in message for message in messages)
 
     # A later attempt that succeeds clears the error record.
-    outcome = sweep.run_sweep(config, tmp_path, runner=FakeRunner(), log=print)
+    outcome = sweep.run_sweep(
+        config, tmp_path, runner=FakeRunner(), preparer=no_preparation, log=print
+    )
     assert outcome.finished == [bad] and outcome.ok
     assert not (tmp_path / bad / sweep.ERROR_FILE).exists()
 
@@ -179,13 +213,17 @@ def test_unfinished_run_resumes_in_its_own_dir(base_config_path, tmp_path):
     config = make_sweep_config(base_config_path, seeds=(0,), noise_rates=(0.4,))
     partial = "fashion_mnist/symmetric-0.4/ce/seed0"
     first = FakeRunner(stop_after_epoch={partial: 1})
-    outcome = sweep.run_sweep(config, tmp_path, runner=first, log=print)
+    outcome = sweep.run_sweep(
+        config, tmp_path, runner=first, preparer=no_preparation, log=print
+    )
     assert outcome.failed == [partial]
     assert sweep.epochs_done(tmp_path / partial) == 1
 
     second = FakeRunner()
     messages = []
-    outcome = sweep.run_sweep(config, tmp_path, runner=second, log=messages.append)
+    outcome = sweep.run_sweep(
+        config, tmp_path, runner=second, preparer=no_preparation, log=messages.append
+    )
     assert second.calls == [(partial, second.calls[0][1], 1)]
     assert outcome.finished == [partial] and outcome.skipped
     assert any("resuming after epoch 1" in message for message in messages)
@@ -203,7 +241,11 @@ def test_runner_exception_or_missing_summary_counts_as_failure(
         return 0
 
     outcome = sweep.run_sweep(
-        config, tmp_path, runner=exits_cleanly_without_summary, log=print
+        config,
+        tmp_path,
+        runner=exits_cleanly_without_summary,
+        preparer=no_preparation,
+        log=print,
     )
     assert len(outcome.failed) == 2
     errors = sorted(p.read_text() for p in pathlib.Path(tmp_path).rglob("error.txt"))
