@@ -43,6 +43,8 @@ import threading
 
 import jax
 import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding, PartitionSpec
 
 from tce_jax import fashion_mnist_debian, noise, seeding
@@ -170,21 +172,13 @@ def validate_config(config):
             f"default, got {data_dir!r}"
         )
     subset = _field(config, "data.train_subset")
-    if (
-        isinstance(subset, bool)
-        or not isinstance(subset, numbers.Integral)
-        or subset < 0
-    ):
+    if not _is_int(subset) or subset < 0:
         raise ValueError(
             f"config.data.train_subset must be an int >= 0 (0 = the whole train "
             f"split), got {subset!r}"
         )
     fraction = _field(config, "data.validation_fraction")
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, numbers.Real)
-        or not 0.0 <= fraction < 1.0
-    ):
+    if not _is_real(fraction) or not 0.0 <= fraction < 1.0:
         raise ValueError(
             f"config.data.validation_fraction must be a number in [0, 1), got "
             f"{fraction!r}"
@@ -219,8 +213,6 @@ def _field(config, path):
 
 def dataset_builder(info, data_dir=None):
     """The tfds builder for a dataset: Debian's Fashion-MNIST files when present."""
-    import tensorflow_datasets as tfds
-
     if info.name == "fashion_mnist":
         debian = fashion_mnist_debian.FashionMnistDebian(data_dir=data_dir)
         if fashion_mnist_debian.is_available() or debian.is_prepared():
@@ -265,9 +257,6 @@ def load_split(info, split, data_dir=None):
       (images uint8 [N, H, W, C], labels int32 [N]) in tfds' deterministic read
       order.
     """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
     try:
         # tf.data only feeds the host; keep TensorFlow off the accelerators.
         tf.config.set_visible_devices([], "GPU")
@@ -288,6 +277,15 @@ def load_split(info, split, data_dir=None):
 
 def _how_to_get_data(info, builder, error):
     location = builder.data_dir
+    if isinstance(builder, fashion_mnist_debian.FashionMnistDebian):
+        return (
+            f"Preparing Fashion-MNIST from Debian's IDX files in "
+            f"{fashion_mnist_debian.DEBIAN_DIR} into {location} failed "
+            f"({type(error).__name__}: {error}). Reinstall them with "
+            f"`sudo apt-get install --reinstall dataset-fashion-mnist`, or remove "
+            f"{location} if an earlier preparation was interrupted, then run "
+            "`python3 -m tce_jax.prepare_data --dataset=fashion_mnist`."
+        )
     if info.name == "fashion_mnist":
         return (
             f"Fashion-MNIST is not available: Debian's IDX files are not in "
@@ -733,6 +731,10 @@ def _uniform_choice(rng, population, count):
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_epoch(epoch):

@@ -9,7 +9,8 @@ float64 draws (`Generator.random`, a fixed function of the 64-bit stream) and
 stable sorts are used. The result is therefore a function of (key, labels,
 arguments) alone: identical on every platform, device count and process count,
 and independent of how the labels are later batched or sharded, because it is
-computed once for the whole label array. One million labels take about 0.1 s.
+computed once for the whole label array. One million labels take about 0.4 s
+on a busy 2-core CPU (benchmarks/pipeline_bench.py).
 
 Kinds (`KINDS`), with N examples and N_c of clean class c:
 
