@@ -58,6 +58,7 @@ CSV_FIELDS = (
     "train_clean_accuracy",
     "realised_noise_rate",
     "wall_seconds",
+    "cpu_seconds",
     "git_commit",
 )
 
@@ -132,6 +133,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
     for key in ("dataset", "noise_kind", "noise_rate", "loss", "loss_name", "seed"):
         row[key] = info.get(key)
     row["loss_hparams"] = json.dumps(info.get("loss_hparams", {}), sort_keys=True)
+    row["cpu_seconds"] = _cpu_seconds(run_dir)
     metrics = read_metrics(run_dir)
     row["metrics"] = metrics
     row["epochs"] = len(metrics)
@@ -163,6 +165,15 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
             row["best_val_accuracy"] = selected["val_accuracy"]
             row["best_val_test_accuracy"] = selected["test_accuracy"]
     return row
+
+
+def _cpu_seconds(run_dir: pathlib.Path) -> float | None:
+    """CPU seconds of all attempts at a run (the sweep's timing.jsonl), if timed."""
+    try:
+        lines = (run_dir / sweep.TIMING_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    return round(sum(json.loads(line)["cpu_seconds"] for line in lines if line), 1)
 
 
 def _rel_dirs(sweep_dir: pathlib.Path) -> list[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import json
@@ -50,7 +51,11 @@ CONFIG_FILE = "config.json"
 COMMAND_FILE = "command.sh"
 LOG_FILE = "log.txt"
 ERROR_FILE = "error.txt"
+TIMING_FILE = "timing.jsonl"
 SWEEP_INFO_FILE = "sweep.json"
+
+# Progress lines must show up at once even when stdout is a file or a pipe.
+_print_now = functools.partial(print, flush=True)
 
 # Lines of a failed run's log kept in its error.txt and echoed to the console.
 _ERROR_TAIL_LINES = 25
@@ -338,7 +343,11 @@ def prepare_dataset(dataset: str, data_dir: str | None) -> int:
 
 
 def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
-    """A runner that starts launch.py, pinned to its cores, logging to log.txt."""
+    """A runner that starts launch.py, pinned to its cores, logging to log.txt.
+
+    Each attempt's wall and CPU seconds go to the run's timing.jsonl: on a
+    shared machine, CPU seconds are what sizes a protocol, not wall time.
+    """
 
     def run_launch(run: Run, run_dir: pathlib.Path, cores: tuple[int, ...]) -> int:
         command = launch_command(base_config_path, run, run_dir)
@@ -347,19 +356,29 @@ def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
             if hasattr(os, "sched_setaffinity"):
                 os.sched_setaffinity(0, cores)
 
+        started = time.monotonic()
         with open(run_dir / LOG_FILE, "a") as log:
             log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} cores={cores}\n")
             log.flush()
-            process = subprocess.run(
+            process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=thread_limited_env(len(cores)),
                 cwd=REPO_ROOT,
                 preexec_fn=pin_to_cores,
-                check=False,
             )
-        return process.returncode
+            _, status, usage = os.wait4(process.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        timing = {
+            "exit_code": code,
+            "cores": len(cores),
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        }
+        with open(run_dir / TIMING_FILE, "a") as timing_file:
+            timing_file.write(json.dumps(timing) + "\n")
+        return code
 
     return run_launch
 
@@ -387,10 +406,22 @@ def _format_duration(seconds: float) -> str:
 
 
 class _Progress:
-    """Counts runs and estimates the time left from the runs timed so far."""
+    """Counts runs and estimates the time left.
 
-    def __init__(self, total: int, skipped: int, jobs: int, log: Callable[[str], None]):
+    Per-run time is the mean of the runs finished so far; before the first one
+    finishes, it is extrapolated from the epochs the running runs have logged.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        skipped: int,
+        jobs: int,
+        log: Callable[[str], None],
+        fraction_done: Callable[[str], float],
+    ):
         self.total, self.done, self.jobs, self.log = total, skipped, jobs, log
+        self.fraction_done = fraction_done
         self.started = time.monotonic()
         self.durations: list[float] = []
         self.running: dict[str, float] = {}
@@ -415,14 +446,20 @@ class _Progress:
         )
 
     def eta_seconds(self) -> float | None:
-        if not self.durations:
-            return None
-        per_run = sum(self.durations) / len(self.durations)
         now = time.monotonic()
         with self.lock:
-            starts = list(self.running.values())
-        left_running = sum(max(per_run - (now - t), 0.0) for t in starts)
-        waiting = self.total - self.done - len(starts)
+            running = dict(self.running)
+        fractions = {rel_dir: self.fraction_done(rel_dir) for rel_dir in running}
+        estimates = self.durations or [
+            (now - start) / fractions[rel_dir]
+            for rel_dir, start in running.items()
+            if fractions[rel_dir] > 0
+        ]
+        if not estimates:
+            return None
+        per_run = sum(estimates) / len(estimates)
+        left_running = sum(per_run * (1 - fraction) for fraction in fractions.values())
+        waiting = self.total - self.done - len(running)
         return (waiting * per_run + left_running) / self.jobs
 
     def eta_text(self) -> str:
@@ -459,7 +496,7 @@ def run_sweep(
     jobs: int | None = None,
     runner: Runner | None = None,
     preparer: Preparer = prepare_dataset,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _print_now,
     heartbeat_seconds: float = 60.0,
 ) -> SweepOutcome:
     """Runs every unfinished run of the grid, `jobs` at a time.
@@ -517,7 +554,13 @@ def run_sweep(
     for dataset, data_dir in data_dirs.items():
         if preparer(dataset, data_dir) != 0:
             log(f"preparing {dataset} failed; its runs will fail too")
-    progress = _Progress(len(runs), len(outcome.skipped), jobs, log)
+    progress = _Progress(
+        len(runs),
+        len(outcome.skipped),
+        jobs,
+        log,
+        fraction_done=lambda rel_dir: epochs_done(sweep_dir / rel_dir) / num_epochs,
+    )
     free_cores: queue.SimpleQueue[tuple[int, ...]] = queue.SimpleQueue()
     for cores in core_slices(jobs, available_cpus()):
         free_cores.put(cores)

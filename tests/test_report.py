@@ -39,6 +39,10 @@ def write_run(
         "seed": seed,
     }
     (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(info))
+    # Two attempts (stopped, then resumed): the report sums their CPU time.
+    (run_dir / sweep.TIMING_FILE).write_text(
+        '{"cpu_seconds": 30.5}\n{"cpu_seconds": 12.0}\n'
+    )
     with open(run_dir / sweep.METRICS_FILE, "w") as metrics:
         for epoch, (test_acc, val_acc) in enumerate(zip(test, val, strict=True), 1):
             record = {
@@ -134,6 +138,7 @@ def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):
     assert ce["status"] == report.FINISHED
     assert ce["final_test_accuracy"] == 0.40
     assert ce["best_val_epoch"] == 2 and ce["best_val_test_accuracy"] == 0.60
+    assert ce["cpu_seconds"] == 42.5
     tied = rows["fashion_mnist/symmetric-0.4/ce/seed1"]
     assert tied["best_val_epoch"] == 2 and tied["best_val_test_accuracy"] == 0.70
 

@@ -260,3 +260,43 @@ def test_jobs_get_disjoint_core_slices():
     assert sweep.core_slices(3, [0, 1]) == [(0,), (1,), (0,)]
     assert sweep.default_jobs(1) >= 1
     assert sweep.thread_limited_env(1)["TF_NUM_INTRAOP_THREADS"] == "1"
+
+
+def test_eta_extrapolates_from_logged_epochs_then_from_finished_runs():
+    fractions = {"a": 0.5, "b": 0.0}
+    progress = sweep._Progress(4, 0, 2, print, fraction_done=fractions.get)
+    assert progress.eta_seconds() is None
+    progress.start("a", 0)
+    progress.start("b", 0)
+    progress.running["a"] -= 100  # "a" started 100 s ago and is half done.
+    # ~200 s per run: a has 100 s left, b 200 s, two more wait: (100+200+400)/2.
+    assert progress.eta_seconds() == pytest.approx(350, rel=0.01)
+    progress.end("a", "done")
+    assert progress.durations[0] == pytest.approx(100, rel=0.01)
+
+
+def test_subprocess_runner_logs_times_and_returns_the_exit_code(
+    base_config_path, tmp_path, monkeypatch
+):
+    fake_launch = tmp_path / "fake_launch.py"
+    fake_launch.write_text(
+        "import pathlib, sys\n"
+        "workdir = pathlib.Path(sys.argv[-1].removeprefix('--workdir='))\n"
+        "print('training', sys.argv[2:4])\n"
+        "(workdir / 'summary.json').write_text('{}')\n"
+        "sys.exit(0 if '--config.loss.name=ce' in sys.argv else 7)\n"
+    )
+    monkeypatch.setattr(sweep, "LAUNCH_SCRIPT", fake_launch)
+    runner = sweep.subprocess_runner(base_config_path)
+    runs = sweep.expand_grid(make_sweep_config(base_config_path))
+    codes = []
+    for run in runs[:2]:
+        run_dir = tmp_path / run.rel_dir
+        run_dir.mkdir(parents=True)
+        codes.append(runner(run, run_dir, tuple(sweep.available_cpus()[:1])))
+    assert codes == [0, 7]
+    run_dir = tmp_path / runs[0].rel_dir
+    assert "training" in (run_dir / sweep.LOG_FILE).read_text()
+    timing = json.loads((run_dir / sweep.TIMING_FILE).read_text())
+    assert timing["exit_code"] == 0 and timing["cores"] == 1
+    assert timing["cpu_seconds"] >= 0
