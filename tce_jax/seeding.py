@@ -12,7 +12,9 @@ import jax
 
 def purpose_key(seed: int, purpose: str) -> jax.Array:
     """Returns the PRNG key of the stream named `purpose` under `seed`."""
-    return jax.random.fold_in(jax.random.key(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF)
+    return jax.random.fold_in(
+        jax.random.key(seed), zlib.crc32(purpose.encode()) & 0x7FFFFFFF
+    )
 
 
 def purpose_seed(seed: int, purpose: str) -> int:
