@@ -9,10 +9,10 @@ process, interleaved and repeated:
   ``-logaddexp(log a, log(1 - a) + log_softmax(z)_y) / (1 - a)``.
 
 Each round times every program (in an order that alternates between rounds)
-over enough calls to last a few milliseconds; ratios are taken within a round,
-so that load from other processes on the machine, which drifts slowly, cancels,
-and the table reports medians over rounds. It also reports the temporary
-memory XLA allocates for each program (``compiled.memory_analysis()``).
+over enough calls to last about 20 ms. Ratios are taken within a round, so
+that load from other processes, which drifts slowly, cancels; the table gives
+their median over rounds. It also reports the temporary memory XLA allocates
+for each program (``compiled.memory_analysis()``).
 
 Run::
 
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument(
         "--target-ms",
         type=float,
-        default=5.0,
+        default=20.0,
         help="length of one timed measurement (many calls back to back)",
     )
     parser.add_argument("--alpha", type=float, default=losses.DEFAULT_TCE_ALPHA)
@@ -178,7 +178,8 @@ def main() -> None:
     print()
     print(
         "Times: median over rounds of the mean time per call (value and gradient "
-        "of the mean loss). Ratios: median over rounds of the within-round ratio."
+        "of the mean loss). Ratios: median over rounds of the within-round ratio. "
+        "temp: XLA's temporary buffers for the whole program."
     )
 
 

@@ -345,12 +345,16 @@ def tamed_cross_entropy(
     TCE is a scalar function of CE with derivative ``w``, so this computes CE
     the way optax does and applies that map under a ``jax.custom_vjp`` that
     saves only ``w`` (one number per example): the backward pass is CE's times
-    ``w``, and it keeps no more memory than CE's. The map works in log space
+    ``w``, and besides ``w`` it keeps no more memory than CE's (no
+    ``[..., num_classes]`` buffer of its own). The map works in log space
     (``logaddexp(log alpha, log(1 - alpha) - CE)``, switching per example to
-    ``log1p((1 - alpha) expm1(-CE))`` where that keeps relative precision), so
-    values and gradients stay finite for logits of magnitude 1e4 and for
-    ``alpha`` of 0 and ``1 - 1e-6``. Forward-mode differentiation is not
-    supported (``jax.custom_vjp``); ``jax.hessian`` works (reverse inside).
+    ``log1p((1 - alpha) expm1(-CE))`` where that keeps relative precision:
+    given the CE it receives, the result is exact to a few ulps; CE itself is
+    rounded as optax's is, to about ``eps * |logsumexp(z)|``), so values and
+    gradients stay finite for logits of magnitude 1e4 and for ``alpha`` of 0
+    and ``1 - 1e-6``. Forward-mode differentiation of the loss itself is not
+    supported (``jax.custom_vjp``); ``jax.hessian`` (forward-over-reverse)
+    works.
 
     Args:
       logits: Unnormalised log-probabilities, shape ``[..., num_classes]``
