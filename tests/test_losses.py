@@ -7,6 +7,7 @@ literally (the bi-tempered normaliser by bisection, not by the fixed point).
 
 import functools
 import math
+import re
 
 import chex
 import jax
@@ -795,3 +796,32 @@ def test_backward_memory_no_more_than_optax_cross_entropy(shape):
     assert tce_bytes <= ce_bytes + 2 * per_example, (tce_bytes, ce_bytes)
     # The check can fail: autodiff of the naive formula keeps whole log-softmaxes.
     assert naive_bytes >= ce_bytes + batch * num_classes * 4, (naive_bytes, ce_bytes)
+
+
+def _full_size_instructions(loss_fn, logits, labels) -> int:
+    """Instructions of the compiled ``value_and_grad`` with a [batch, K] result."""
+    compiled = (
+        jax.jit(jax.value_and_grad(lambda z, y: jnp.mean(loss_fn(z, y))))
+        .lower(logits, labels)
+        .compile()
+    )
+    text = compiled.as_text()
+    entry = text[text.index("ENTRY") :]
+    entry = entry[: entry.index("\n}")]
+    batch, num_classes = logits.shape
+    return len(re.findall(rf"= f32\[{batch},{num_classes}\]", entry))
+
+
+def test_tce_adds_no_full_size_work_to_cross_entropy():
+    # TCE = CE + a per-example map: XLA must compile it to the same number of
+    # [batch, K] passes as optax's CE; only per-example instructions may differ.
+    logits = jnp.zeros((512, 1000), jnp.float32)
+    labels = jnp.zeros((512,), jnp.int32)
+    ce_passes = _full_size_instructions(
+        optax.softmax_cross_entropy_with_integer_labels, logits, labels
+    )
+    tce_passes = _full_size_instructions(losses.tamed_cross_entropy, logits, labels)
+    assert tce_passes == ce_passes, (tce_passes, ce_passes)
+    # The check can fail: autodiff of the naive formula adds [batch, K] passes.
+    naive = functools.partial(_naive_tce, alpha=losses.DEFAULT_TCE_ALPHA)
+    assert _full_size_instructions(naive, logits, labels) > ce_passes
