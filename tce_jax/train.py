@@ -140,10 +140,18 @@ def create_train_state(
     seed: int,
     mesh: jax.sharding.Mesh,
 ) -> TrainState:
-    """Initialises the model from the seed's "init" stream, replicated on ``mesh``."""
-    variables = jax.jit(functools.partial(model.init, train=False))(
-        purpose_key(seed, "init"), jnp.zeros((1, *image_shape), jnp.float32)
-    )
+    """Initialises the model from the seed's "init" stream, replicated on ``mesh``.
+
+    Initialisation runs unsharded and is then replicated, so the parameters do
+    not depend on the device count. It uses the non-partitionable threefry
+    lowering: on XLA:CPU the partitionable one compiles about 10x slower (a
+    ResNet-8 init took 29 s instead of 3.7 s on 2 cores) and partitioning buys
+    nothing for an unsharded init.
+    """
+    with jax.threefry_partitionable(False):
+        variables = jax.jit(functools.partial(model.init, train=False))(
+            purpose_key(seed, "init"), jnp.zeros((1, *image_shape), jnp.float32)
+        )
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],

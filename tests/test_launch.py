@@ -1,0 +1,144 @@
+"""launch.py as a user runs it: config errors, and kill -9 in the middle + relaunch.
+
+The subprocesses run launch.py on the synthetic data of test_train.py (the
+tfds loading is replaced before launch.main starts) and share a persistent
+compilation cache with the in-process reference run, so each launch costs its
+imports and little else.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import test_train
+
+from tce_jax import input_pipeline, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# launch.py, with the synthetic training data of test_train.py.
+LAUNCH_ON_FAKE_DATA = f"""
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+from absl import app
+import launch
+import test_train
+from tce_jax import input_pipeline
+input_pipeline.load_split = test_train.fake_load_split
+app.run(launch.main)
+"""
+
+# The command-line form of test_train.tiny_config().
+TINY_OVERRIDES = (
+    "--config=configs/cpu_smoke.py",
+    "--config.data.validation_fraction=0.2",
+    "--config.data.train_subset=0",
+    "--config.model.width_multiplier=0.25",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    "--config.log_every_steps=4",
+    "--config.num_epochs=3",
+    "--config.checkpoint_keep=2",
+)
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    yield from test_train.persistent_compilation_cache(tmp_path_factory)
+
+
+def _environment(cache_dir=None):
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+    return env
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("--config.loss.q=0.7", "config.loss.q: not a hyperparameter of loss 'tce'"),
+        ("--config.batch_size=30", "config.batch_size: got 30; allowed: a positive"),
+    ],
+)
+def test_invalid_config_exits_with_one_line_and_no_traceback(override, expected):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            "--config=configs/cpu_smoke.py",
+            "--workdir=/nonexistent/never_created",
+            override,
+        ],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    messages = [
+        line for line in result.stderr.splitlines() if line.startswith("launch.py:")
+    ]
+    assert len(messages) == 1, result.stderr
+    assert messages[0].startswith(f"launch.py: invalid config: {expected}")
+    assert not pathlib.Path("/nonexistent/never_created").exists()
+
+
+def _launch(workdir, cache_dir):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            LAUNCH_ON_FAKE_DATA,
+            *TINY_OVERRIDES,
+            f"--workdir={workdir}",
+        ],
+        cwd=ROOT,
+        env=_environment(cache_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_kill_9_mid_run_then_relaunch_gives_the_uninterrupted_summary(
+    compilation_cache, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(input_pipeline, "load_split", test_train.fake_load_split)
+    reference = train.train_and_evaluate(
+        test_train.tiny_config(), str(tmp_path / "reference")
+    )
+
+    workdir = tmp_path / "killed"
+    process = _launch(workdir, compilation_cache)
+    first_checkpoint = workdir / "checkpoints" / "1"
+    deadline = time.monotonic() + 120
+    while not first_checkpoint.exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, stderr
+    assert not (workdir / "summary.json").exists(), "the run ended before the kill"
+
+    relaunch = _launch(workdir, compilation_cache)
+    _, stderr = relaunch.communicate(timeout=300)
+    assert relaunch.returncode == 0, stderr
+    assert "Resumed from the checkpoint of epoch" in stderr
+
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert test_train.comparable_summary(summary) == test_train.comparable_summary(
+        json.loads(json.dumps(reference))
+    )
+    assert test_train.without_timing(
+        test_train.read_history(workdir)
+    ) == test_train.without_timing(test_train.read_history(tmp_path / "reference"))

@@ -1,0 +1,458 @@
+"""Tests of the training loop: steps, sharding, schedules, resume, checkpoints, NaN.
+
+The end-to-end runs use the real input pipeline on a small synthetic
+Fashion-MNIST-shaped dataset (``fake_load_split`` replaces the tfds loading)
+and a tiny ResNet-8, on the 4 emulated CPU devices of conftest.py.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from configs import cpu_smoke
+from tce_jax import config_validation, input_pipeline, losses, models, train
+
+NUM_FAKE_TRAIN = 400
+NUM_FAKE_TEST = 150
+# Metrics that depend on wall-clock time, not on the computation.
+TIMING_KEYS = ("images_per_second", "elapsed_seconds")
+
+
+def fake_load_split(info, split, data_dir=None):
+    """Deterministic synthetic images whose class is visible in their brightness."""
+    del data_dir
+    size = NUM_FAKE_TRAIN if split == "train" else NUM_FAKE_TEST
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    labels = rng.integers(0, info.num_classes, size).astype(np.int32)
+    noise = rng.integers(0, 100, (size, *info.image_shape))
+    images = noise + (labels * 15)[:, None, None, None]
+    return images.astype(np.uint8), labels
+
+
+def tiny_config(**overrides):
+    """cpu_smoke shrunk to seconds: ResNet-8 at 1/4 width on the fake data."""
+    config = cpu_smoke.get_config()
+    config.data.validation_fraction = 0.2
+    config.data.train_subset = 0
+    config.model.width_multiplier = 0.25
+    config.batch_size = 32
+    config.eval_batch_size = 64
+    config.log_every_steps = 4
+    config.num_epochs = 3
+    config.checkpoint_keep = 2
+    for path, value in overrides.items():
+        node = config
+        *parents, leaf = path.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Shares compiled steps between runs (each run jits anew) and test modules."""
+    yield from persistent_compilation_cache(tmp_path_factory)
+
+
+def persistent_compilation_cache(tmp_path_factory):
+    """Generator fixture body: JAX's on-disk compilation cache for this session.
+
+    Yields:
+      The cache directory (for subprocesses: JAX_COMPILATION_CACHE_DIR).
+    """
+    directory = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+    previous = (
+        jax.config.jax_compilation_cache_dir,
+        jax.config.jax_persistent_cache_min_compile_time_secs,
+    )
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    compilation_cache.reset_cache()
+    yield directory
+    jax.config.update("jax_compilation_cache_dir", previous[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True)
+def _fake_data(monkeypatch):
+    monkeypatch.setattr(input_pipeline, "load_split", fake_load_split)
+
+
+def read_history(workdir):
+    lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def without_timing(history):
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in history]
+
+
+def comparable_summary(summary):
+    # Other work may commit to the repository between two runs of a test.
+    return {k: v for k, v in summary.items() if k not in ("wall_seconds", "git_commit")}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted 3-epoch run: (workdir, summary)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(input_pipeline, "load_split", fake_load_split)
+        summary = train.train_and_evaluate(tiny_config(), str(workdir))
+    return workdir, summary
+
+
+# ----------------------------------------------------------------------------
+# Outputs of a run.
+
+
+def test_run_writes_the_documented_outputs(reference_run):
+    workdir, summary = reference_run
+    history = read_history(workdir)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert list(history[0]) == [
+        "epoch",
+        "step",
+        "learning_rate",
+        "train_loss",
+        "train_accuracy",
+        "train_clean_accuracy",
+        "memorized_fraction",
+        "val_accuracy",
+        "test_accuracy",
+        "images_per_second",
+        "elapsed_seconds",
+    ]
+    steps_per_epoch = (NUM_FAKE_TRAIN - 80) // 32
+    assert [r["step"] for r in history] == [steps_per_epoch * e for e in (1, 2, 3)]
+    for record in history:
+        assert np.isfinite(record["train_loss"])
+        for key in ("train_accuracy", "train_clean_accuracy", "val_accuracy"):
+            assert 0.0 <= record[key] <= 1.0
+
+    on_disk = json.loads(pathlib.Path(workdir, "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert summary["final_test_accuracy"] == history[-1]["test_accuracy"]
+    best = max(history, key=lambda r: r["val_accuracy"])
+    assert summary["best_val_epoch"] == best["epoch"]
+    assert summary["best_val_test_accuracy"] == best["test_accuracy"]
+    assert summary["memorized_fraction"] == history[-1]["memorized_fraction"]
+    assert summary["config"]["loss"]["name"] == "tce"
+    assert summary["num_epochs"] == 3
+    assert 0.3 < summary["realised_noise_rate"] < 0.5
+    assert summary["git_commit"] is None or len(summary["git_commit"]) == 40
+
+    predictions = np.load(pathlib.Path(workdir, "train_predictions.npz"))
+    labels = np.load(pathlib.Path(workdir, "labels.npz"))
+    np.testing.assert_array_equal(predictions["index"], labels["train_index"])
+    np.testing.assert_array_equal(
+        predictions["label"], labels["noisy_labels"][labels["train_index"]]
+    )
+    np.testing.assert_array_equal(
+        predictions["is_noisy"], labels["is_noisy"][labels["train_index"]]
+    )
+    np.testing.assert_allclose(
+        predictions["prob_label"], np.exp(predictions["log_prob_label"]), rtol=1e-6
+    )
+    assert list(pathlib.Path(workdir).glob("events.out.tfevents.*"))
+
+
+def test_memorized_fraction_counts_noisy_examples_fit_to_their_noisy_label():
+    split = {
+        "prediction": np.array([1, 2, 0, 3]),
+        "label": np.array([1, 2, 2, 3]),
+        "clean_label": np.array([1, 0, 2, 0]),
+        "is_noisy": np.array([False, True, False, True]),
+    }
+    metrics = train.train_split_metrics(split)
+    assert metrics == {
+        "train_accuracy": 0.75,
+        "train_clean_accuracy": 0.25,
+        "memorized_fraction": 1.0,
+    }
+
+
+def test_every_example_is_evaluated_exactly_once():
+    mesh = jax.make_mesh((4,), ("data",))
+    config = tiny_config(eval_batch_size=48)
+    datasets = input_pipeline.create_datasets(config, mesh=mesh)
+    state = _tiny_state(mesh, image_shape=datasets.info.image_shape)
+    eval_step = train.make_eval_step(mesh)
+    expected = {
+        "train": datasets.train_index,
+        "val": datasets.val_index,
+        "test": np.arange(NUM_FAKE_TEST),
+    }
+    for split, indices in expected.items():
+        # 48 divides no split size: the last batch is padded.
+        assert len(indices) % config.eval_batch_size
+        result = train.evaluate_split(
+            eval_step, state, datasets.eval_batches(split, config.eval_batch_size)
+        )
+        np.testing.assert_array_equal(result["index"], indices)
+
+
+# ----------------------------------------------------------------------------
+# Steps, models, devices.
+
+
+def _tiny_state(mesh, *, image_shape, model_name="resnet8", width=0.25):
+    model = models.get(model_name, num_classes=10, width_multiplier=width)
+    optimizer = optax.chain(
+        optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9)
+    )
+    return train.create_train_state(
+        model, optimizer, image_shape=image_shape, seed=0, mesh=mesh
+    )
+
+
+def _batch(mesh, *, size=16, image_shape=(8, 8, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    batch = {
+        "image": rng.normal(size=(size, *image_shape)).astype(np.float32),
+        "label": rng.integers(0, 10, size).astype(np.int32),
+    }
+    return jax.device_put(batch, NamedSharding(mesh, P("data")))
+
+
+# One model per family: CIFAR ResNet-6n+2, pre-activation, ImageNet-style (the
+# bottleneck variant compiles for 20+ s here; tests/test_models.py covers it).
+@pytest.mark.parametrize("model_name", ["resnet8", "preact_resnet18", "resnet18"])
+def test_a_few_train_steps_of_every_model_family(model_name):
+    mesh = jax.make_mesh((4,), ("data",))
+    state = _tiny_state(
+        mesh, image_shape=(8, 8, 3), model_name=model_name, width=1 / 16
+    )
+    initial_params = jax.tree.map(np.asarray, state.params)
+    train_step = train.make_train_step(losses.get("tce"), mesh)
+    step_losses = []
+    for seed in range(3):
+        state, loss = train_step(state, _batch(mesh, seed=seed))
+        step_losses.append(float(loss))
+    assert np.all(np.isfinite(step_losses))
+    assert int(state.step) == 3
+    changed = jax.tree.map(
+        lambda a, b: not np.allclose(a, b), initial_params, state.params
+    )
+    assert all(jax.tree.leaves(changed))
+    assert train_step._cache_size() == 1  # One compilation for all steps.
+
+
+def test_one_device_and_four_devices_agree():
+    results = []
+    for num_devices in (1, 4):
+        mesh = jax.make_mesh(
+            (num_devices,), ("data",), devices=jax.devices()[:num_devices]
+        )
+        # The 4-device program is the resnet8 one above: the cache compiles it once.
+        state = _tiny_state(mesh, image_shape=(8, 8, 3), width=1 / 16)
+        train_step = train.make_train_step(losses.get("tce"), mesh)
+        step_losses = []
+        for seed in range(3):
+            state, loss = train_step(state, _batch(mesh, seed=seed))
+            step_losses.append(float(loss))
+        assert len(state.params["head"]["kernel"].sharding.device_set) == num_devices
+        results.append((step_losses, jax.tree.map(np.asarray, state.params)))
+    (losses_1, params_1), (losses_4, params_4) = results
+    np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        params_1,
+        params_4,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Optimiser and schedules.
+
+
+def test_weight_decay_is_coupled_l2_on_every_parameter_like_torch_sgd():
+    config = tiny_config(**{"optimizer.weight_decay": 0.5})
+    optimizer = train.create_optimizer(config, optax.constant_schedule(0.1))
+    params = {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([3.0])}
+    grads = {"kernel": jnp.array([0.1, 0.2]), "bias": jnp.array([0.0])}
+    opt_state = optimizer.init(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    # First step: momentum buffer = g + wd * p; update = -lr * buffer.
+    np.testing.assert_allclose(
+        updates["kernel"], -0.1 * (grads["kernel"] + 0.5 * params["kernel"])
+    )
+    np.testing.assert_allclose(updates["bias"], -0.1 * 0.5 * params["bias"])
+    updates, _ = optimizer.update(grads, opt_state, params)
+    # Second step: buffer = momentum * buffer + (g + wd * p).
+    np.testing.assert_allclose(
+        updates["kernel"],
+        -0.1 * 1.9 * (grads["kernel"] + 0.5 * params["kernel"]),
+        rtol=1e-6,
+    )
+
+
+def test_piecewise_schedule_with_warmup():
+    config = tiny_config(
+        **{
+            "schedule.name": "piecewise",
+            "schedule.warmup_epochs": 1.0,
+            "schedule.decay_epochs": (2, 3),
+            "schedule.decay_factor": 0.1,
+            "optimizer.learning_rate": 1.0,
+            "num_epochs": 4,
+        }
+    )
+    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in range(40)]
+    np.testing.assert_allclose(rates[:10], np.arange(10) / 10, rtol=1e-6)
+    np.testing.assert_allclose(rates[10:20], 1.0)
+    np.testing.assert_allclose(rates[20:30], 0.1, rtol=1e-6)
+    np.testing.assert_allclose(rates[30:40], 0.01, rtol=1e-6)
+
+
+def test_cosine_schedule_decays_to_zero_at_the_last_step():
+    config = tiny_config(
+        **{"schedule.name": "cosine", "optimizer.learning_rate": 0.5, "num_epochs": 2}
+    )
+    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    assert float(schedule(0)) == pytest.approx(0.5)
+    assert float(schedule(10)) == pytest.approx(0.25)
+    assert float(schedule(20)) == pytest.approx(0.0, abs=1e-7)
+
+
+# ----------------------------------------------------------------------------
+# Resume, corrupt checkpoints, NaN.
+
+
+def test_resume_after_stopping_gives_the_uninterrupted_metrics(reference_run, tmp_path):
+    reference_dir, reference_summary = reference_run
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(num_epochs=2), workdir)
+    summary = train.train_and_evaluate(tiny_config(), workdir)
+    assert without_timing(read_history(workdir)) == without_timing(
+        read_history(reference_dir)
+    )
+    expected = comparable_summary(reference_summary)
+    got = comparable_summary(summary)
+    assert got == expected
+    for key in ("label", "prob_label", "log_prob_label"):
+        np.testing.assert_array_equal(
+            np.load(os.path.join(workdir, "train_predictions.npz"))[key],
+            np.load(reference_dir / "train_predictions.npz")[key],
+        )
+
+    # A relaunch of a finished run trains nothing and rewrites the same results.
+    again = train.train_and_evaluate(tiny_config(), workdir)
+    assert comparable_summary(again) == expected
+    assert len(read_history(workdir)) == 3
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
+    reference_run, tmp_path
+):
+    reference_dir, reference_summary = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_dir, workdir)
+    checkpoints = workdir / "checkpoints"
+    assert (
+        sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())[-1] == 3
+    )
+    for path in (checkpoints / "3" / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00garbage" * 7)
+
+    summary = train.train_and_evaluate(tiny_config(), str(workdir))
+
+    # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result.
+    assert comparable_summary(summary) == comparable_summary(reference_summary)
+    assert without_timing(read_history(workdir)) == without_timing(
+        read_history(reference_dir)
+    )
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    reference_run, tmp_path
+):
+    reference_dir, _ = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_dir, workdir)
+    diverging = tiny_config(**{"num_epochs": 5, "optimizer.learning_rate": 1e30})
+    with pytest.raises(train.NonFiniteLossError, match=r"at epoch 4, step \d+"):
+        train.train_and_evaluate(diverging, str(workdir))
+    assert len(read_history(workdir)) == 3
+    steps = sorted(
+        int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()
+    )
+    assert steps[-1] == 3
+
+
+# ----------------------------------------------------------------------------
+# Config validation.
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"seed": -1}, "config.seed"),
+        ({"num_epochs": 0}, "config.num_epochs"),
+        ({"batch_size": 30}, "config.batch_size"),
+        ({"eval_batch_size": 0}, "config.eval_batch_size"),
+        ({"log_every_steps": 0}, "config.log_every_steps"),
+        ({"checkpoint_keep": 0}, "config.checkpoint_keep"),
+        ({"data.dataset": "imagenet"}, "config.data.dataset"),
+        ({"data.validation_fraction": 1.0}, "config.data.validation_fraction"),
+        ({"data.train_subset": -5}, "config.data.train_subset"),
+        ({"noise.kind": "gaussian"}, "config.noise.kind"),
+        ({"noise.rate": 1.5}, "config.noise.rate"),
+        ({"model.name": "resnet7"}, "config.model.name"),
+        ({"model.width_multiplier": 0.0}, "config.model.width_multiplier"),
+        ({"model.dtype": "int8"}, "config.model.dtype"),
+        ({"loss.name": "hinge"}, "config.loss.name"),
+        ({"loss.q": 0.7}, "config.loss.q"),
+        ({"loss.alpha": 1.5}, "config.loss"),
+        ({"loss.name": "taylor_ce", "loss.t": 0}, "config.loss"),
+        ({"optimizer.learning_rate": 0.0}, "config.optimizer.learning_rate"),
+        ({"optimizer.momentum": 1.0}, "config.optimizer.momentum"),
+        (
+            {"optimizer.momentum": 0.0, "optimizer.nesterov": True},
+            "config.optimizer.nesterov",
+        ),
+        ({"optimizer.weight_decay": -1e-4}, "config.optimizer.weight_decay"),
+        ({"schedule.name": "step"}, "config.schedule.name"),
+        ({"schedule.warmup_epochs": 3.0}, "config.schedule.warmup_epochs"),
+        (
+            {"schedule.name": "piecewise", "schedule.decay_epochs": (2, 1)},
+            "config.schedule.decay_epochs",
+        ),
+        (
+            {
+                "schedule.name": "piecewise",
+                "schedule.decay_epochs": (1, 2),
+                "schedule.decay_factor": 0.0,
+            },
+            "config.schedule.decay_factor",
+        ),
+    ],
+)
+def test_every_invalid_field_gets_one_line_naming_it(overrides, field):
+    with pytest.raises(config_validation.ConfigError) as error:
+        config_validation.validate(tiny_config(**overrides), num_devices=4)
+    message = str(error.value)
+    assert message.startswith(field), message
+    assert "\n" not in message
+
+
+def test_the_shipped_configs_are_valid():
+    for path in sorted(pathlib.Path(__file__).parents[1].glob("configs/*.py")):
+        namespace = {}
+        module = compile(path.read_text(), str(path), "exec")
+        exec(module, namespace)
+        config_validation.validate(namespace["get_config"](), num_devices=4)
