@@ -243,6 +243,12 @@ def _value_and_grad_of_sum(loss_fn, logits, labels, **kwargs):
     return jax.value_and_grad(lambda z: jnp.sum(loss_fn(z, labels, **kwargs)))(logits)
 
 
+@jax.jit
+def _every_value_and_grad_of_sum(logits, labels):
+    """Shared by several tests, so that each input signature compiles once."""
+    return _every_loss(lambda fn: _value_and_grad_of_sum(fn, logits, labels))
+
+
 # ----------------------------------------------------------------------------
 # Values and gradients.
 
@@ -485,20 +491,8 @@ class ConventionsTest(chex.TestCase):
     def test_bfloat16_computes_in_float32_and_returns_bfloat16_gradients(self):
         logits, labels = _random_inputs(12, shape=(16,))
         logits_bf16 = jnp.asarray(logits, jnp.bfloat16)
-
-        def summed(name, z):
-            return jnp.sum(losses.get(name)(z, labels))
-
-        @jax.jit
-        def values_and_grads(z):
-            # Every loss in one program: one compilation for the whole test.
-            return {
-                name: jax.value_and_grad(functools.partial(summed, name))(z)
-                for name in losses.names()
-            }
-
-        low = values_and_grads(logits_bf16)
-        high = values_and_grads(logits_bf16.astype(jnp.float32))
+        low = _every_value_and_grad_of_sum(logits_bf16, labels)
+        high = _every_value_and_grad_of_sum(logits_bf16.astype(jnp.float32), labels)
         for name in losses.names():
             with self.subTest(name):
                 (value, grad), (want_value, want_grad) = low[name], high[name]
@@ -615,11 +609,19 @@ class ConventionsTest(chex.TestCase):
         logits, labels = _random_inputs(18, shape=(32,), num_classes=10)
         logits = np.asarray(logits, np.float32)
 
+        # TCE, its reference CE, and the losses with whole-row reductions (the
+        # NCE denominator, the bi-tempered normaliser's fixed point).
+        sharded_names = ("tce", "ce", "nce_rce", "bi_tempered")
+
+        def mean_loss(name, z, y):
+            return jnp.mean(losses.get(name)(z, y))
+
         @jax.jit
         def mean_losses_and_grads(z, y):
-            return _every_loss(
-                lambda fn: jax.value_and_grad(lambda z: jnp.mean(fn(z, y)))(z)
-            )
+            return {
+                name: jax.value_and_grad(functools.partial(mean_loss, name))(z, y)
+                for name in sharded_names
+            }
 
         results = []
         for mesh_devices in (devices[:4], devices[:1]):
@@ -632,7 +634,7 @@ class ConventionsTest(chex.TestCase):
             self.assertEqual(len(grad.sharding.device_set), len(mesh_devices))
             results.append(result)
         sharded, single = results
-        for name in losses.names():
+        for name in sharded_names:
             with self.subTest(name):
                 (value_4, grad_4), (value_1, grad_1) = sharded[name], single[name]
                 np.testing.assert_allclose(value_4, value_1, rtol=1e-6)
@@ -671,15 +673,10 @@ class BaselineDefinitionTest(chex.TestCase):
         np.testing.assert_array_equal(grad, jnp.zeros_like(grad))
 
     def test_finite_at_extreme_logits(self):
-        logits, labels = _random_inputs(20, shape=(8,))
-
-        @jax.jit
-        def values_and_grads(z):
-            return _every_loss(lambda fn: _value_and_grad_of_sum(fn, z, labels))
-
+        logits, labels = _random_inputs(20, shape=(16,))
         for scale in (1e4, -1e4):
             extreme = jnp.asarray(np.sign(logits) * scale, jnp.float32)
-            for name, result in values_and_grads(extreme).items():
+            for name, result in _every_value_and_grad_of_sum(extreme, labels).items():
                 with self.subTest(name=name, scale=scale):
                     chex.assert_tree_all_finite(result)
 
