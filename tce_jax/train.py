@@ -4,8 +4,18 @@
 configured loss on the noisy training labels, evaluates after every epoch, and
 writes into ``workdir``:
 
-* ``metrics.jsonl``: one record per epoch (see ``_epoch_record``);
-* ``summary.json``: final and best-noisy-validation figures, config, commit;
+* ``metrics.jsonl``: one record per epoch. ``train_loss`` is the mean of the
+  epoch's minibatch losses (train mode, augmented, noisy labels); the
+  accuracies come from eval-mode passes after the epoch: ``train_accuracy``
+  against the noisy train labels, ``train_clean_accuracy`` against the clean
+  ones, ``memorized_fraction`` = share of the noisy-labelled train examples
+  predicted as their noisy label, ``val_accuracy`` on the noisy validation
+  labels, ``test_accuracy`` on the clean test set. ``images_per_second`` is
+  the training throughput of the epoch (from the end of its first step, so
+  without compilation); ``elapsed_seconds`` is the training time so far,
+  summed over launches;
+* ``summary.json``: final and best-noisy-validation figures, config, commit
+  (``wall_seconds`` is the wall time of the launch that wrote it);
 * ``train_predictions.npz``: per-example eval-mode predictions on the train
   split after the last epoch;
 * TensorBoard events (clu.metric_writers) and orbax checkpoints in
