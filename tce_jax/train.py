@@ -428,10 +428,14 @@ def _check_finite(losses_so_far: list[jax.Array], first_step: int, epoch: int) -
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         step = first_step + int(bad[0])
+        kept = (
+            f"the checkpoint of epoch {epoch - 1} is kept"
+            if epoch > 1
+            else "no epoch had finished, so there is no checkpoint"
+        )
         raise NonFiniteLossError(
             f"training loss is {values[bad[0]]} at epoch {epoch}, step {step}; "
-            f"stopped without saving epoch {epoch} (the last good checkpoint is "
-            f"kept)"
+            f"stopped without saving epoch {epoch} ({kept})"
         )
 
 
