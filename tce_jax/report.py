@@ -260,7 +260,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 final = mean_std([row["final_test_accuracy"] for row in cell])
                 selected = mean_std([row["best_val_test_accuracy"] for row in cell])
                 if not cell:
-                    entries.append("")
+                    entries.append("–")
                     continue
                 entries.append(
                     f"{_percent(*final[:2])} / {_percent(*selected[:2])} (n={final[2]})"
@@ -611,7 +611,7 @@ def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_xscale("symlog", linthresh=1e-3, linscale=0.5)
             ticks = sorted(set(alpha_of.values()))
             ax.set_xticks(ticks, [f"{alpha:g}" for alpha in ticks])
-            ax.set_xlim(-2e-4, 1.3 * ticks[-1])
+            ax.set_xlim(-2e-4 if ticks[0] == 0 else ticks[0] / 2, 1.3 * ticks[-1])
             ax.set_xlabel("TCE alpha")
             ax.set_title(f"Test accuracy at the {title}")
             ax.grid(alpha=0.3)
