@@ -12,7 +12,9 @@ so the ratios compare configurations under the same machine load:
   ``torch.set_num_threads`` set to the CPU count XLA uses.
 
 For each input shape it prints a table: configuration -> median step ms,
-images/s, throughput relative to PyTorch, and TCE/CE step time.
+images/s, throughput relative to PyTorch and TCE/CE step time. The two ratios
+are medians over rounds of per-round ratios, so slow drifts in machine load
+(other jobs on shared cores) cancel.
 
 XLA flags apply per process; pass them with ``--xla_flags`` (they are put in
 ``XLA_FLAGS`` before JAX starts) and compare runs by their ratio to PyTorch.
@@ -133,8 +135,8 @@ def _torch_step_runner(image_shape, batch_size, num_threads):
     return run
 
 
-def _bench_shape(args, image_shape) -> dict[str, list[float]]:
-    """Interleaves all configurations; returns per-step seconds for each."""
+def _bench_shape(args, image_shape) -> dict[str, np.ndarray]:
+    """Interleaves all configurations; returns seconds per [round, step] for each."""
     runners = {
         f"jax-{loss}": _jax_step_runner(_MODEL, loss, image_shape, args.batch_size)
         for loss in ("ce", "tce")
@@ -146,36 +148,42 @@ def _bench_shape(args, image_shape) -> dict[str, list[float]]:
     for run in runners.values():  # compile / warm up (two steps: donation)
         run()
         run()
-    times = {name: [] for name in runners}
-    for _ in range(args.rounds):
+    times = {name: np.zeros((args.rounds, args.steps)) for name in runners}
+    for round_index in range(args.rounds):
         for name, run in runners.items():
-            for _ in range(args.steps):
+            for step_index in range(args.steps):
                 start = time.perf_counter()
                 run()
-                times[name].append(time.perf_counter() - start)
+                times[name][round_index, step_index] = time.perf_counter() - start
     return times
 
 
 def _print_table(image_shape, batch_size, times) -> None:
     medians = {name: float(np.median(t)) for name, t in times.items()}
-    reference = medians.get("torch-ce")
+    round_medians = {name: np.median(t, axis=1) for name, t in times.items()}
+
+    def paired_ratio(numerator, denominator):
+        return float(np.median(round_medians[numerator] / round_medians[denominator]))
+
+    rounds, steps = next(iter(times.values())).shape
     shape = "x".join(map(str, image_shape))
     print(
-        f"\nResNet-20, batch {batch_size}, {shape} ({len(next(iter(times.values())))}"
-        " steps each, interleaved)"
+        f"\nResNet-20, batch {batch_size}, {shape} "
+        f"({rounds} interleaved rounds x {steps} steps)"
     )
     print(
-        f"{'config':18s} {'step ms':>9s} {'images/s':>9s} {'vs torch':>9s} "
+        f"{'config':10s} {'step ms':>9s} {'images/s':>9s} {'vs torch':>9s} "
         f"{'TCE/CE':>7s}"
     )
     for name, median in medians.items():
-        vs_torch = f"{reference / median:.2f}x" if reference else "-"
+        vs_torch = "-"
+        if "torch-ce" in times:
+            vs_torch = f"{paired_ratio('torch-ce', name):.2f}x"
         tce_ce = "-"
-        if "tce" in name:
-            ce_name = name.replace("tce", "ce")
-            tce_ce = f"{median / medians[ce_name]:.3f}"
+        if name == "jax-tce":
+            tce_ce = f"{paired_ratio('jax-tce', 'jax-ce'):.3f}"
         print(
-            f"{name:18s} {1e3 * median:9.1f} {batch_size / median:9.1f} "
+            f"{name:10s} {1e3 * median:9.1f} {batch_size / median:9.1f} "
             f"{vs_torch:>9s} {tce_ce:>7s}"
         )
 
