@@ -21,6 +21,18 @@ import sys
 
 # TensorFlow only feeds data: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA:CPU's default YNNPACK filter-gradient convolutions are up to 7x slower than
+# Eigen's at these ResNet shapes; routing convolutions to Eigen makes the whole
+# step 1.3-1.5x faster (benchmarks/train_bench.py). CPU-only: other backends
+# ignore it. Set in every launch, so a resumed run computes like the first one.
+os.environ["XLA_FLAGS"] = " ".join(
+    dict.fromkeys(
+        [
+            *os.environ.get("XLA_FLAGS", "").split(),
+            "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
+        ]
+    )
+)
 
 import jax
 from absl import app, flags, logging
