@@ -222,8 +222,17 @@ def _group(rows, keys):
 
 
 def _loss_order(rows) -> list[str]:
-    """Losses in the order the sweep config lists them."""
-    return list(dict.fromkeys(row["loss"] for row in rows))
+    """CE first, then TCE by alpha, then the other losses as the grid lists them."""
+    labels = list(dict.fromkeys(row["loss"] for row in rows))
+    first_row = {row["loss"]: row for row in reversed(rows)}
+
+    def key(label):
+        row = first_row[label]
+        rank = {"ce": 0, "tce": 1}.get(row["loss_name"], 2)
+        alpha = tce_alpha(row) if row["loss_name"] == "tce" else 0.0
+        return rank, alpha, labels.index(label)
+
+    return sorted(labels, key=key)
 
 
 def _percent(mean: float, std: float) -> str:
@@ -423,6 +432,8 @@ def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.set_ylabel("%")
             ax.grid(alpha=0.3)
         if rate == 0:
+            axes[1].set_xticks([])
+            axes[1].set_yticks([])
             axes[1].text(
                 0.5,
                 0.5,
@@ -476,8 +487,8 @@ def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
 
     One figure per noisy setting (first finished seed): a panel per TCE alpha > 0,
     and, for contrast, a panel for the CE-trained model showing the weight TCE
-    (with the first alpha) would give at its final state; CE itself weighs every
-    example 1, which is how it comes to fit the wrong labels.
+    (at the default alpha if it was run) would give at its final state; CE
+    itself weighs every example 1, which is how it comes to fit the wrong labels.
     """
     paths = []
     finished = [
@@ -488,15 +499,21 @@ def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
         first_seed = {}
         for row in sorted(group_rows, key=lambda r: r["seed"]):
             first_seed.setdefault(row["loss"], row)
-        panels = [
-            (row, tce_alpha(row))
-            for row in first_seed.values()
-            if row["loss_name"] == "tce" and tce_alpha(row) > 0
-        ]
+        panels = sorted(
+            (
+                (row, tce_alpha(row))
+                for row in first_seed.values()
+                if row["loss_name"] == "tce" and tce_alpha(row) > 0
+            ),
+            key=lambda panel: panel[1],
+        )
         if not panels:
             continue
+        alphas = [alpha for _, alpha in panels]
+        default = losses.DEFAULT_TCE_ALPHA
+        contrast_alpha = default if default in alphas else alphas[0]
         panels += [
-            (row, panels[0][1])
+            (row, contrast_alpha)
             for row in first_seed.values()
             if row["loss_name"] == "ce"
         ]
