@@ -21,6 +21,11 @@ if [[ ! -f "$fmnist_dir/train-images-idx3-ubyte.gz" ]]; then
   fi
 fi
 
+if [[ "$extras" == *bench* ]] && ! python3 -c "import torch" 2>/dev/null; then
+  # The benchmark compares against PyTorch on the CPU. 2.13.0 is the CPU build
+  # these machines keep on disk; an unpinned torch resolves to a multi-GB CUDA build.
+  python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
+fi
 python3 -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
 
 # Build the tfds dataset from Debian's files once, so that runs (and parallel
