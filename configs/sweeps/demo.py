@@ -6,9 +6,10 @@ r"""The demo: CE and TCE on Fashion-MNIST, clean and with 60% symmetric noise.
 Four runs of a CPU-sized ResNet-8 (configs/cpu_fashion_mnist.py shrunk by
 PROTOCOL below: 3,000 images, 10 epochs), two at a time, one core each; then
 the report prints the table and writes the plots to runs/demo/report/.
-Measured on 2 cores: about 2.5 min per pair of runs when the cores were free,
-so about 5 min of training (8 min when other jobs shared the cores), plus
-about 35 s to prepare Fashion-MNIST the first time.
+Measured on 2 free cores: 4 min 35 s of training (2 min 18 s per pair of
+runs), 4 min 57 s for the whole command with the packages already installed;
+preparing Fashion-MNIST the first time adds about 35 s. When other jobs shared
+the cores it took 8 min.
 
 What it shows is the machinery and TCE's behaviour early in training: at this
 budget neither loss has started to fit the mislabelled examples (CE needs far
