@@ -303,19 +303,29 @@ def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout this module runs from, or None outside git."""
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=os.path.dirname(os.path.abspath(__file__)),
+    """The commit of the checkout this module runs from, or None outside git.
+
+    A checkout with uncommitted changes to tracked files gets a ``-dirty``
+    suffix: its numbers are not reproducible from the commit alone.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args],
+            cwd=here,
             capture_output=True,
             text=True,
             check=True,
             timeout=10,
-        )
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None
+    return f"{commit}-dirty" if commit and dirty else commit or None
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -336,6 +346,7 @@ def summarize(
     config: ml_collections.ConfigDict,
     realised_noise_rate: float,
     wall_seconds: float,
+    commit: str | None,
 ) -> dict[str, Any]:
     """The run's summary.json content.
 
@@ -354,7 +365,7 @@ def summarize(
         "realised_noise_rate": realised_noise_rate,
         "num_epochs": final["epoch"],
         "config": config.to_dict(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "wall_seconds": wall_seconds,
     }
     if final["val_accuracy"] is not None:
@@ -461,6 +472,8 @@ def train_and_evaluate(
         kept).
     """
     wall_start = time.perf_counter()
+    # Recorded before training: the code that runs is the code checked out now.
+    commit = git_commit()
     workdir = os.path.abspath(workdir)
     if mesh is None:
         mesh = jax.make_mesh((jax.device_count(),), ("data",))
@@ -568,6 +581,7 @@ def train_and_evaluate(
         config=config,
         realised_noise_rate=datasets.realised_noise_rate,
         wall_seconds=time.perf_counter() - wall_start,
+        commit=commit,
     )
     if is_writer:
         save_train_predictions(
