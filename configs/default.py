@@ -76,5 +76,7 @@ def get_config() -> config_dict.ConfigDict:
     config.batch_size = 128
     config.eval_batch_size = 512
     config.log_every_steps = 100
+    # Evaluate train (eval mode), val and test every N epochs and after the last.
+    config.eval_every_epochs = 1
     config.checkpoint_keep = 2
     return config

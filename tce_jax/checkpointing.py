@@ -76,7 +76,8 @@ class Checkpointer:
           history: the metric records of epochs 1..epoch.
         """
         metrics = None
-        if self._keep_best:
+        # Epochs that were not evaluated (eval_every_epochs) compete for LatestN only.
+        if self._keep_best and history[-1][BEST_METRIC] is not None:
             metrics = {BEST_METRIC: history[-1][BEST_METRIC]}
         self._manager.save(
             epoch,

@@ -130,6 +130,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
             value,
         )
     _require(
+        _is_int(config.eval_every_epochs) and config.eval_every_epochs > 0,
+        "eval_every_epochs",
+        "an int > 0",
+        config.eval_every_epochs,
+    )
+    _require(
         _is_int(config.log_every_steps) and config.log_every_steps > 0,
         "log_every_steps",
         "an int > 0",

@@ -399,10 +399,11 @@ def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
         )
         labelled = set()
         for row in group_rows:
-            epochs = [m["epoch"] for m in row["metrics"]]
             for ax, key, _ in panels:
-                values = [m.get(key) for m in row["metrics"]]
-                values = [math.nan if v is None else 100 * v for v in values]
+                # Epochs without evaluation (eval_every_epochs > 1) have no point.
+                evaluated = [m for m in row["metrics"] if m.get(key) is not None]
+                epochs = [m["epoch"] for m in evaluated]
+                values = [100 * m[key] for m in evaluated]
                 label = (
                     row["loss"]
                     if row["loss"] not in labelled and ax is axes[2]

@@ -354,12 +354,13 @@ def summarize(
     validation accuracy (the model-selection rule of BASELINES.md);
     ``best_test_accuracy`` is for reference only and never used to select.
     """
-    final = history[-1]
+    final = history[-1]  # The last epoch is always evaluated.
+    scored = [record for record in history if record["test_accuracy"] is not None]
     summary = {
         "final_test_accuracy": final["test_accuracy"],
         "best_val_test_accuracy": None,
         "best_val_epoch": None,
-        "best_test_accuracy": max(record["test_accuracy"] for record in history),
+        "best_test_accuracy": max(evaluated["test_accuracy"] for evaluated in scored),
         "memorized_fraction": final["memorized_fraction"],
         "train_clean_accuracy": final["train_clean_accuracy"],
         "realised_noise_rate": realised_noise_rate,
@@ -369,7 +370,10 @@ def summarize(
         "wall_seconds": wall_seconds,
     }
     if final["val_accuracy"] is not None:
-        best = max(history, key=lambda record: record["val_accuracy"])
+        best = max(
+            (record for record in scored if record["val_accuracy"] is not None),
+            key=lambda record: record["val_accuracy"],
+        )
         summary["best_val_epoch"] = best["epoch"]
         summary["best_val_test_accuracy"] = best["test_accuracy"]
     return summary
@@ -555,6 +559,9 @@ def train_and_evaluate(
                 steps_per_epoch=steps_per_epoch,
                 progress=progress,
                 writer=writer,
+                evaluate=(
+                    epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+                ),
             )
             record["elapsed_seconds"] = elapsed_before + (
                 time.perf_counter() - run_start
@@ -618,6 +625,43 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return flat
 
 
+ACCURACY_KEYS = (
+    "train_accuracy",
+    "train_clean_accuracy",
+    "memorized_fraction",
+    "val_accuracy",
+    "test_accuracy",
+)
+
+
+def _evaluate_all(
+    eval_step: Callable,
+    state: TrainState,
+    datasets: input_pipeline.Datasets,
+    config: ml_collections.ConfigDict,
+) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
+    """Eval-mode accuracies on train, (noisy) val and test, and the train outputs."""
+    train_eval = evaluate_split(
+        eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
+    )
+    val_accuracy = None
+    if datasets.num_val:
+        val = evaluate_split(
+            eval_step, state, datasets.eval_batches("val", config.eval_batch_size)
+        )
+        val_accuracy = _accuracy(val["prediction"], val["label"])
+    test = evaluate_split(
+        eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
+    )
+    accuracies = {
+        **train_split_metrics(train_eval),
+        "val_accuracy": val_accuracy,
+        "test_accuracy": _accuracy(test["prediction"], test["clean_label"]),
+    }
+    assert tuple(accuracies) == ACCURACY_KEYS
+    return accuracies, train_eval
+
+
 def _run_epoch(
     epoch: int,
     state: TrainState,
@@ -630,8 +674,12 @@ def _run_epoch(
     steps_per_epoch: int,
     progress: _Progress,
     writer: metric_writers.MetricWriter,
-) -> tuple[TrainState, dict[str, Any], dict[str, np.ndarray]]:
-    """Trains one epoch, then evaluates train (eval mode), val and test."""
+    evaluate: bool,
+) -> tuple[TrainState, dict[str, Any], dict[str, np.ndarray] | None]:
+    """Trains one epoch, then (if ``evaluate``) evaluates train, val and test.
+
+    The record of an epoch that is not evaluated has None for every accuracy.
+    """
     first_step = (epoch - 1) * steps_per_epoch + 1
     step_losses: list[jax.Array] = []
     checked = 0
@@ -655,26 +703,16 @@ def _run_epoch(
     train_seconds = time.perf_counter() - timed_from
     timed_steps = len(step_losses) - 1
 
-    train_eval = evaluate_split(
-        eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
-    )
-    val_accuracy = None
-    if datasets.num_val:
-        val = evaluate_split(
-            eval_step, state, datasets.eval_batches("val", config.eval_batch_size)
-        )
-        val_accuracy = _accuracy(val["prediction"], val["label"])
-    test = evaluate_split(
-        eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
-    )
+    if evaluate:
+        accuracies, train_eval = _evaluate_all(eval_step, state, datasets, config)
+    else:
+        accuracies, train_eval = dict.fromkeys(ACCURACY_KEYS), None
     record = {
         "epoch": epoch,
         "step": epoch * steps_per_epoch,
         "learning_rate": float(learning_rate(epoch * steps_per_epoch - 1)),
         "train_loss": float(np.mean(_to_host(step_losses))),
-        **train_split_metrics(train_eval),
-        "val_accuracy": val_accuracy,
-        "test_accuracy": _accuracy(test["prediction"], test["clean_label"]),
+        **accuracies,
         "images_per_second": (
             timed_steps * config.batch_size / train_seconds if timed_steps else None
         ),

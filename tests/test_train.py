@@ -170,6 +170,24 @@ def test_run_writes_the_documented_outputs(reference_run):
     assert list(pathlib.Path(workdir).glob("events.out.tfevents.*"))
 
 
+def test_eval_every_epochs_skips_evaluation_but_not_training(reference_run, tmp_path):
+    workdir, reference_summary = reference_run
+    summary = train.train_and_evaluate(tiny_config(eval_every_epochs=2), str(tmp_path))
+    history, reference = read_history(tmp_path), read_history(workdir)
+    accuracy_keys = train.ACCURACY_KEYS
+    # Epoch 1 is not evaluated; epoch 2 is (every 2nd) and so is the last one.
+    assert all(history[0][key] is None for key in accuracy_keys)
+    for epoch in (2, 3):
+        for key in accuracy_keys:
+            assert history[epoch - 1][key] == reference[epoch - 1][key], (epoch, key)
+    # Training itself is unchanged: same losses every epoch.
+    assert [r["train_loss"] for r in history] == [r["train_loss"] for r in reference]
+    best = max(history[1:], key=lambda r: r["val_accuracy"])
+    assert summary["best_val_epoch"] == best["epoch"]
+    assert summary["best_test_accuracy"] == max(r["test_accuracy"] for r in history[1:])
+    assert summary["final_test_accuracy"] == reference_summary["final_test_accuracy"]
+
+
 def test_memorized_fraction_counts_noisy_examples_fit_to_their_noisy_label():
     split = {
         "prediction": np.array([1, 2, 0, 3]),
@@ -407,6 +425,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         ({"batch_size": 30}, "config.batch_size"),
         ({"eval_batch_size": 0}, "config.eval_batch_size"),
         ({"log_every_steps": 0}, "config.log_every_steps"),
+        ({"eval_every_epochs": 0}, "config.eval_every_epochs"),
         ({"checkpoint_keep": 0}, "config.checkpoint_keep"),
         ({"data.dataset": "imagenet"}, "config.data.dataset"),
         ({"data.validation_fraction": 1.0}, "config.data.validation_fraction"),
