@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tce_jax import losses, sweep
+from tce_jax.selection import select_on_validation
 
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "train_predictions.npz"
@@ -83,18 +84,6 @@ def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
             record = json.loads(line)
             by_epoch[record["epoch"]] = record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
-def select_on_validation(metrics: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The epoch record with the best noisy-validation accuracy (earliest on ties).
-
-    Test accuracy plays no part in the choice. None if no epoch has a
-    validation accuracy.
-    """
-    scored = [m for m in metrics if m.get("val_accuracy") is not None]
-    if not scored:
-        return None
-    return max(scored, key=lambda m: (m["val_accuracy"], -m["epoch"]))
 
 
 def _run_info(run_dir: pathlib.Path) -> dict[str, Any] | None:

@@ -64,6 +64,7 @@ from jax.sharding import PartitionSpec as P
 
 from tce_jax import checkpointing, config_validation, input_pipeline, losses, models
 from tce_jax.seeding import purpose_key
+from tce_jax.selection import select_on_validation
 
 EVAL_SPLITS = ("train", "val", "test")
 
@@ -350,17 +351,18 @@ def summarize(
 ) -> dict[str, Any]:
     """The run's summary.json content.
 
-    The best-validation epoch is the first epoch with the highest noisy
-    validation accuracy (the model-selection rule of BASELINES.md);
+    The best-validation epoch comes from ``selection.select_on_validation``;
     ``best_test_accuracy`` is for reference only and never used to select.
     """
     final = history[-1]  # The last epoch is always evaluated.
-    scored = [record for record in history if record["test_accuracy"] is not None]
+    test_accuracies = [
+        r["test_accuracy"] for r in history if r["test_accuracy"] is not None
+    ]
     summary = {
         "final_test_accuracy": final["test_accuracy"],
         "best_val_test_accuracy": None,
         "best_val_epoch": None,
-        "best_test_accuracy": max(evaluated["test_accuracy"] for evaluated in scored),
+        "best_test_accuracy": max(test_accuracies),
         "memorized_fraction": final["memorized_fraction"],
         "train_clean_accuracy": final["train_clean_accuracy"],
         "realised_noise_rate": realised_noise_rate,
@@ -369,11 +371,8 @@ def summarize(
         "git_commit": commit,
         "wall_seconds": wall_seconds,
     }
-    if final["val_accuracy"] is not None:
-        best = max(
-            (record for record in scored if record["val_accuracy"] is not None),
-            key=lambda record: record["val_accuracy"],
-        )
+    best = select_on_validation(history)
+    if best is not None:
         summary["best_val_epoch"] = best["epoch"]
         summary["best_val_test_accuracy"] = best["test_accuracy"]
     return summary

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tce_jax import report, sweep
+from tce_jax import report, selection, sweep
 
 
 def write_run(
@@ -128,8 +128,8 @@ def test_selection_uses_noisy_validation_never_test():
         {"epoch": 2, "val_accuracy": 0.6, "test_accuracy": 0.10},
         {"epoch": 3, "val_accuracy": 0.6, "test_accuracy": 0.50},
     ]
-    assert report.select_on_validation(metrics)["epoch"] == 2
-    assert report.select_on_validation([{"epoch": 1, "val_accuracy": None}]) is None
+    assert selection.select_on_validation(metrics)["epoch"] == 2
+    assert selection.select_on_validation([{"epoch": 1, "val_accuracy": None}]) is None
 
 
 def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):
