@@ -47,6 +47,7 @@ def _config(dataset):
                 "data_dir": None,
                 "train_subset": 0,
                 "validation_fraction": 0.1,
+                "augment": True,
             },
             "noise": {"kind": "symmetric", "rate": 0.4, "transition_matrix": None},
         }

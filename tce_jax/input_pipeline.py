@@ -152,7 +152,8 @@ def validate_config(config):
     """Checks the config fields the data side uses, before any work is done.
 
     Reads config.seed, config.data.{dataset, data_dir, train_subset,
-    validation_fraction} and config.noise.{kind, rate, transition_matrix}.
+    validation_fraction, augment} and config.noise.{kind, rate,
+    transition_matrix}.
 
     Raises:
       ValueError: naming the offending field and what is allowed.
@@ -182,6 +183,12 @@ def validate_config(config):
         raise ValueError(
             f"config.data.validation_fraction must be a number in [0, 1), got "
             f"{fraction!r}"
+        )
+    augment_flag = _field(config, "data.augment")
+    if not isinstance(augment_flag, bool):
+        raise ValueError(
+            f"config.data.augment must be True (the dataset's random crop/flip) or "
+            f"False (training images as they are), got {augment_flag!r}"
         )
     num_classes = DATASETS[name].num_classes
     try:
@@ -388,6 +395,7 @@ def build_datasets(
         info=info,
         mesh=mesh,
         seed=config.seed,
+        augment=config.data.augment,
         images=np.asarray(train_images)[source_index],
         clean_labels=clean_labels,
         noisy=noisy,
@@ -420,6 +428,7 @@ class Datasets:
         info,
         mesh,
         seed,
+        augment,
         images,
         clean_labels,
         noisy,
@@ -446,6 +455,7 @@ class Datasets:
         self._test_labels = test_labels
         self._shuffle_seed = seeding.purpose_seed(seed, "shuffle")
         self._augment_seed = seeding.purpose_seed(seed, "augment")
+        self._augment = augment
         self._scale = (1.0 / (255.0 * np.asarray(info.std))).astype(np.float32)
         self._offset = (-np.asarray(info.mean) / np.asarray(info.std)).astype(
             np.float32
@@ -524,12 +534,14 @@ class Datasets:
         order = self.train_order(epoch)
         for step in range(self.steps_per_epoch(batch_size)):
             indices = order[step * batch_size : (step + 1) * batch_size][rows]
-            images = augment(
-                self._images[indices],
-                augmentation_bits(self._augment_seed, epoch, indices),
-                crop_padding=self.info.crop_padding,
-                random_flip=self.info.random_flip,
-            )
+            images = self._images[indices]
+            if self._augment:
+                images = augment(
+                    images,
+                    augmentation_bits(self._augment_seed, epoch, indices),
+                    crop_padding=self.info.crop_padding,
+                    random_flip=self.info.random_flip,
+                )
             yield {
                 "image": self._normalise(images),
                 "label": self.noise.labels[indices],

@@ -30,6 +30,7 @@ def _config(dataset="cifar10", **overrides):
             "data_dir": None,
             "train_subset": 0,
             "validation_fraction": 0.2,
+            "augment": True,
         },
         "noise": {"kind": "symmetric", "rate": 0.4, "transition_matrix": None},
     }
@@ -226,6 +227,27 @@ def test_order_and_augmentation_do_not_depend_on_batch_size(cifar):
     np.testing.assert_array_equal(small_images[:common], large_images[:common])
 
 
+def test_augment_false_trains_on_the_images_as_they_are():
+    def first_batch(datasets):
+        batches = datasets.local_train_batches(
+            0, BATCH, process_index=0, process_count=1
+        )
+        return next(batches)
+
+    plain = _mock_datasets(_config("cifar10", **{"data.augment": False}))
+    evaluated = {}
+    for batch in plain.local_eval_batches(
+        "train", BATCH, process_index=0, process_count=1
+    ):
+        evaluated.update(zip(batch["index"].tolist(), batch["image"], strict=True))
+    batch = first_batch(plain)
+    want = np.stack([evaluated[index] for index in batch["index"].tolist()])
+    np.testing.assert_array_equal(batch["image"], want)
+    augmented = first_batch(_mock_datasets(_config("cifar10")))
+    np.testing.assert_array_equal(augmented["index"], batch["index"])
+    assert not np.array_equal(augmented["image"], batch["image"])
+
+
 def test_seed_changes_noise_and_order():
     base = _mock_datasets(_config("mnist"))
     other = _mock_datasets(_config("mnist", seed=4))
@@ -328,6 +350,7 @@ def test_augmentation_bits_depend_only_on_seed_epoch_and_index():
         ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
         ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
         ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
+        ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
         ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
         ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
         (

@@ -19,7 +19,7 @@ BASE_CONFIG = textwrap.dedent(
         config = ml_collections.ConfigDict()
         config.seed = 0
         config.data = dict(dataset="fashion_mnist", data_dir=None, train_subset=0,
-                           validation_fraction=0.1)
+                           validation_fraction=0.1, augment=True)
         config.noise = dict(kind="symmetric", rate=0.0, transition_matrix=None)
         config.loss = ml_collections.ConfigDict()
         config.loss.name = "ce"

@@ -30,6 +30,6 @@ def get_config():
         {"name": "ce"},
         *({"name": "tce", "alpha": alpha} for alpha in ALPHAS),
     )
-    config.seeds = (0,)
+    config.seeds = (0, 1, 2)
     config.jobs = 0
     return config

@@ -33,11 +33,12 @@ BASE_CONFIG = "configs/cpu_fashion_mnist.py"
 # few examples, small batches and a constant learning rate, for many updates
 # per example within a CPU budget.
 PROTOCOL = {
-    "data": {"train_subset": 1000},
+    "data": {"train_subset": 1000, "augment": False},
     "batch_size": 32,
     "num_epochs": 40,
-    "optimizer": {"learning_rate": 0.02},
-    "schedule": {"name": "constant"},
+    "optimizer": {"learning_rate": 0.05},
+    "schedule": {"name": "piecewise", "decay_epochs": (20, 30)},
+    "eval_every_epochs": 4,
 }
 
 LOSSES = (
