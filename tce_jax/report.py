@@ -11,8 +11,11 @@ weights) and writes into <sweep_dir>/report:
   column per noise rate; each cell is the test accuracy at the final epoch and
   at the epoch of best accuracy on the *noisy* validation split, mean ± sample
   std over the finished seeds (n). The epoch is never selected on test.
-  A second table gives the share of mislabelled training examples the model
-  predicts as their wrong label at the end (memorisation);
+  Two more tables show memorisation: the share of mislabelled training
+  examples the model predicts as their wrong label at the end, and how far
+  test accuracy fell from its highest evaluated epoch to the final one (a
+  diagnostic of overfitting the noise, not a result: that peak is read off
+  the test set);
 - accuracy_vs_noise_*.png, curves_*.png (per-run clean-train accuracy,
   memorisation and test accuracy against epoch), gradient_weights_*.png (TCE's
   per-example gradient weight on clean against mislabelled examples) and, when
@@ -55,6 +58,7 @@ CSV_FIELDS = (
     "best_val_epoch",
     "best_val_accuracy",
     "best_val_test_accuracy",
+    "peak_test_accuracy",
     "memorized_fraction",
     "train_clean_accuracy",
     "realised_noise_rate",
@@ -148,6 +152,10 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
             row["final_test_accuracy"] = last.get("test_accuracy")
             row["memorized_fraction"] = last.get("memorized_fraction")
             row["train_clean_accuracy"] = last.get("train_clean_accuracy")
+        tests = [m["test_accuracy"] for m in metrics]
+        row["peak_test_accuracy"] = max(
+            (test for test in tests if test is not None), default=None
+        )
         selected = select_on_validation(metrics)
         if selected is not None:
             row["best_val_epoch"] = selected["epoch"]
@@ -266,27 +274,23 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(f"| {loss} | " + " | ".join(entries) + " |")
         noisy_rates = [rate for rate in rates if rate > 0]
         if noisy_rates:
-            lines += [
-                "",
-                "Mislabelled training examples predicted as their wrong label at the "
-                "final epoch (memorisation, %); mean ± std over seeds.",
-                "",
-                "| loss | " + " | ".join(f"{rate:g}" for rate in noisy_rates) + " |",
-                "|---|" + "---|" * len(noisy_rates),
-            ]
-            for loss in _loss_order(setting_rows):
-                entries = [
-                    _percent(
-                        *mean_std(
-                            [
-                                r["memorized_fraction"]
-                                for r in cells.get((loss, rate), [])
-                            ]
-                        )[:2]
-                    )
-                    for rate in noisy_rates
-                ]
-                lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+            lines += _rate_table(
+                "Mislabelled training examples predicted as their wrong label at "
+                "the final epoch (memorisation, %); mean ± std over seeds.",
+                setting_rows,
+                cells,
+                noisy_rates,
+                lambda row: row["memorized_fraction"],
+            )
+        lines += _rate_table(
+            "Fall of test accuracy from its highest evaluated epoch to the final "
+            "epoch (points; mean ± std over seeds): what fitting the noise cost. "
+            "A diagnostic only, since the highest epoch is read off the test set.",
+            setting_rows,
+            cells,
+            rates,
+            lambda row: row["peak_test_accuracy"] - row["final_test_accuracy"],
+        )
         lines.append("")
     others = [row for row in rows if row["status"] != FINISHED]
     if others:
@@ -300,6 +304,24 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     if not finished:
         lines.insert(0, "No finished runs yet.\n")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:
+    """A loss x noise-rate table of mean ± std of `value(row)`, in percent."""
+    lines = [
+        "",
+        title,
+        "",
+        "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for loss in _loss_order(setting_rows):
+        entries = [
+            _percent(*mean_std([value(row) for row in cells.get((loss, rate), [])])[:2])
+            for rate in rates
+        ]
+        lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+    return lines
 
 
 def _colors(labels: Sequence[str]) -> dict[str, Any]:

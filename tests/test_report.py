@@ -138,6 +138,7 @@ def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):
     assert ce["status"] == report.FINISHED
     assert ce["final_test_accuracy"] == 0.40
     assert ce["best_val_epoch"] == 2 and ce["best_val_test_accuracy"] == 0.60
+    assert ce["peak_test_accuracy"] == 0.90
     assert ce["cpu_seconds"] == 42.5
     tied = rows["fashion_mnist/symmetric-0.4/ce/seed1"]
     assert tied["best_val_epoch"] == 2 and tied["best_val_test_accuracy"] == 0.70
@@ -165,6 +166,10 @@ def test_markdown_table_cells(sweep_dir):
     assert "80.0 ± 0.0 / 80.0 ± 0.0 (n=2)" in tce_row
     # Memorisation table: noisy columns only.
     assert "| ce | 30.0 ± 0.0 |" in lines
+    # Fall from the highest test accuracy to the final one, every rate:
+    # noise 0: 0 and 0; noise 0.4: 0.90 -> 0.40 and 0.95 -> 0.60.
+    assert "| ce | 0.0 ± 0.0 | 42.5 ± 10.6 |" in lines
+    assert "| tce-alpha0.01 | 0.0 ± 0.0 | 0.0 ± 0.0 |" in lines
 
 
 def test_missing_failed_and_unfinished_runs_are_listed_not_averaged(sweep_dir):

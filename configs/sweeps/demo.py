@@ -19,25 +19,19 @@ enough for TCE's weight to drop, and CE and TCE score about the same.
 
 import ml_collections
 
-BASE_CONFIG = "configs/cpu_fashion_mnist.py"
-
-PROTOCOL = {
-    "data": {"train_subset": 3000},
-    "num_epochs": 10,
-    "optimizer": {"learning_rate": 0.05},
-    "schedule": {"decay_epochs": (5, 8)},
-}
+from configs.sweeps import fashion_mnist_noise
+from tce_jax import losses
 
 
 def get_config():
-    """CE and TCE (alpha 0.01) at noise 0 and 0.6, one seed."""
+    """CE and TCE (the default alpha) at noise 0 and 0.6, one seed."""
     config = ml_collections.ConfigDict()
-    config.base_config = BASE_CONFIG
-    config.overrides = PROTOCOL
+    config.base_config = fashion_mnist_noise.BASE_CONFIG
+    config.overrides = fashion_mnist_noise.PROTOCOL
     config.datasets = ("fashion_mnist",)
     config.noise_kinds = ("symmetric",)
     config.noise_rates = (0.0, 0.6)
-    config.losses = ({"name": "ce"}, {"name": "tce", "alpha": 0.01})
+    config.losses = ({"name": "ce"}, {"name": "tce", "alpha": losses.DEFAULT_TCE_ALPHA})
     config.seeds = (0,)
     config.jobs = 0
     return config
