@@ -1,2 +1,0 @@
-#!/usr/bin/env bash
-/root/.pyenv/versions/3.11.7/bin/python3 /work/main/launch.py --config=/work/main/configs/cpu_fashion_mnist.py --config.batch_size=32 --config.data.train_subset=1000 --config.num_epochs=40 --config.optimizer.learning_rate=0.02 --config.schedule.name=constant --config.seed=0 --config.data.dataset=fashion_mnist --config.noise.kind=symmetric --config.noise.rate=0.4 --config.loss.name=sce --config.loss.alpha=0.1 --config.loss.beta=1.0 --workdir=/work/main/runs/fashion_mnist_noise/fashion_mnist/symmetric-0.4/sce-alpha0.1-beta1/seed0
