@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Installs what tce_jax needs on a fresh Debian machine; safe to run again.
-#   bash scripts/setup.sh          # the package (and Fashion-MNIST's IDX files)
+# Installs into whatever python3 is first on PATH: the system Python (as root)
+# or an activated virtual environment.
+#   bash scripts/setup.sh          # the training harness (and Fashion-MNIST's IDX files)
 #   bash scripts/setup.sh test     # ... plus the test tools
-#   bash scripts/setup.sh bench    # ... plus the benchmark-only dependencies
+#   bash scripts/setup.sh bench    # ... plus PyTorch (CPU build) for benchmarks/train_bench.py
+# Versions come from requirements.lock (the environment the committed results
+# and CI ran on); TCE_JAX_UNLOCKED=1 installs from pyproject.toml's ranges instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="${1:-}"
+extra="${1:-train}"
+case "$extra" in
+  train | test | bench) ;;
+  *)
+    echo "setup.sh: unknown argument '$extra' (allowed: none, test, bench)" >&2
+    exit 2
+    ;;
+esac
 
 # The embedded default data: Debian ships the original Fashion-MNIST IDX files.
 fmnist_dir=/usr/share/datasets/fashion-mnist
@@ -21,12 +32,11 @@ if [[ ! -f "$fmnist_dir/train-images-idx3-ubyte.gz" ]]; then
   fi
 fi
 
-if [[ "$extras" == *bench* ]] && ! python3 -c "import torch" 2>/dev/null; then
-  # The benchmark compares against PyTorch on the CPU. 2.13.0 is the CPU build
-  # these machines keep on disk; an unpinned torch resolves to a multi-GB CUDA build.
-  python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
+lock=()
+if [[ "${TCE_JAX_UNLOCKED:-0}" != 1 ]]; then
+  lock=(--constraint requirements.lock)
 fi
-python3 -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+python3 -m pip install --quiet --disable-pip-version-check "${lock[@]}" -e ".[$extra]"
 
 # Build the tfds dataset from Debian's files once, so that runs (and parallel
 # sweep jobs) never race to prepare it.
