@@ -3,7 +3,7 @@ r"""CIFAR-10, GCE-paper protocol: ResNet-34 (accelerator-sized).
   python3 launch.py --config=configs/cifar10.py --workdir=runs/cifar10 \
       --config.loss.name=tce --config.noise.rate=0.4
 
-BASELINES.md: ResNet-34, SGD lr 0.01, momentum 0.9, wd 1e-4, batch 128,
+docs/losses.md: ResNet-34, SGD lr 0.01, momentum 0.9, wd 1e-4, batch 128,
 120 epochs, lr /10 at 40 and 80, random crop + flip, 10% noisy validation to
 select the epoch. Published CE at 40% symmetric noise: 81.88%.
 """

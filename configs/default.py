@@ -2,10 +2,10 @@ r"""Default run: Fashion-MNIST, 40% symmetric noise, TCE, ResNet-18, GCE-paper p
 
   python3 launch.py --config=configs/default.py --workdir=runs/default
 
-The protocol of BASELINES.md (Zhang & Sabuncu 2018): SGD lr 0.01, momentum 0.9,
-weight decay 1e-4, batch 128, 120 epochs, learning rate /10 at epochs 40 and 80,
-10% of the noisy training split held out as noisy validation for model
-selection. Sized for an accelerator; see cpu_*.py for CPU runs.
+The GCE paper's protocol (Zhang & Sabuncu 2018; see docs/losses.md): SGD
+lr 0.01, momentum 0.9, weight decay 1e-4, batch 128, 120 epochs, learning rate
+/10 at epochs 40 and 80, 10% of the noisy training split held out as noisy
+validation for model selection. Sized for an accelerator; see cpu_*.py for CPU runs.
 
 Every other config imports this one and overrides fields. Loss
 hyperparameters: ``config.loss`` holds the loss ``name`` and every

@@ -44,7 +44,7 @@ LossFn = Callable[..., jax.Array]
 DEFAULT_TCE_ALPHA = 0.1
 """Default TCE ``alpha``: ``1/K`` for the 10-class datasets, set by the alpha study.
 
-The gradient weight is ``w = p_y / (alpha + (1 - alpha) p_y)`` (DESIGN.md §2).
+The gradient weight is ``w = p_y / (alpha + (1 - alpha) p_y)`` (docs/losses.md).
 With ``alpha = 0.1`` and ``K = 10``, an example the model fits (``p_y >= 0.5``)
 has ``w >= 0.91``, one at chance (``p_y = 1/K``) ``w = 0.53``, and one whose
 label the model contradicts (``p_y << alpha``, most often a mislabelled one)
@@ -397,7 +397,7 @@ def tamed_cross_entropy(
     References:
       M. Martinez and R. Stiefelhagen, "Taming the Cross Entropy Loss",
       GCPR 2018, LNCS 11269, https://arxiv.org/abs/1810.05075 (properties);
-      formula: this project, ``DESIGN.md`` §2.
+      formula and its derivation: this project, ``docs/losses.md``.
     """
     alpha = _check_hparam("tamed_cross_entropy", "alpha", alpha, _TCE_ALPHA)
     logits, labels, where = _prepare("tamed_cross_entropy", logits, labels, axis, where)
@@ -496,7 +496,7 @@ def tce_gradient_weight(
       Array([0.98182434, 0.30484256], dtype=float32)
 
     References:
-      ``DESIGN.md`` §2 (gradient of this project's TCE form).
+      ``docs/losses.md`` (the gradient of this project's TCE form).
     """
     alpha = _check_hparam("tce_gradient_weight", "alpha", alpha, _TCE_ALPHA)
     logits, labels, where = _prepare("tce_gradient_weight", logits, labels, axis, where)

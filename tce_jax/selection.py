@@ -1,7 +1,7 @@
 """Model selection: the one rule by which a run's reported epoch is chosen.
 
 The epoch is the one with the best accuracy on the *noisy* validation split,
-the earliest on ties; test accuracy never takes part (BASELINES.md: selecting
+the earliest on ties; test accuracy never takes part (docs/losses.md: selecting
 on test inflates every robust loss). Training summaries and the sweep report
 both use this, so they cannot disagree.
 """

@@ -17,7 +17,7 @@ at 30 and 45) CE fitted every mislabelled example by epoch 30 and its test
 accuracy fell from 59% (epoch 6) to 35%; in the grid it fits 99-100% of them
 at every noise rate. With augmentation on
 (random crops), CE had not started to memorise after 40 epochs. Loss
-hyperparameters are the published CIFAR-10 settings (BASELINES.md), fixed
+hyperparameters are the published CIFAR-10 settings (docs/losses.md), fixed
 before seeing any result: GCE q=0.7, SCE alpha=0.1 beta=1 (A=-4), PHuber-CE
 tau=2; TCE at the project's default alpha (losses.DEFAULT_TCE_ALPHA), chosen
 by the alpha study (alpha_study.py; how, in results/fashion_mnist_noise).
