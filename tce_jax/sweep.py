@@ -256,18 +256,51 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
+def _repo_relative(path: str | os.PathLike) -> str:
+    """The path relative to the repository root when it lies inside it.
+
+    Launches run with the repository root as working directory, so commands
+    written this way are the same on every machine and in every clone.
+    """
+    path = pathlib.Path(path).absolute()
+    return str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+
+
 def launch_command(
-    base_config_path: str | os.PathLike, run: Run, workdir: str | os.PathLike
+    base_config_path: str | os.PathLike,
+    run: Run,
+    workdir: str | os.PathLike,
+    *,
+    python: str = sys.executable,
 ) -> list[str]:
-    """The launch.py command line of one run."""
+    """The launch.py command line of one run, to be run from the repository root."""
     command = [
-        sys.executable,
-        str(LAUNCH_SCRIPT),
-        f"--config={resolve_path(base_config_path)}",
+        python,
+        _repo_relative(LAUNCH_SCRIPT),
+        f"--config={_repo_relative(resolve_path(base_config_path))}",
     ]
     command += [f"--config.{key}={_flag_value(v)}" for key, v in run.overrides.items()]
-    command.append(f"--workdir={workdir}")
+    command.append(f"--workdir={_repo_relative(workdir)}")
     return command
+
+
+def command_script(
+    base_config_path: str | os.PathLike, run: Run, run_dir: str | os.PathLike
+) -> str:
+    """The text of a run's command.sh: its launch command, portable across clones.
+
+    Inside the repository the script first moves to the repository root, found
+    from the script's own place, so it still works after the run directory is
+    moved within the repository (e.g. into results/).
+    """
+    command = shlex.join(
+        launch_command(base_config_path, run, run_dir, python="python3")
+    )
+    if pathlib.Path(run_dir).absolute().is_relative_to(REPO_ROOT):
+        to_root = 'cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"'
+    else:
+        to_root = f"cd {shlex.quote(str(REPO_ROOT))}"
+    return f"#!/usr/bin/env bash\nset -e\n{to_root}\n{command}\n"
 
 
 def is_finished(run_dir: pathlib.Path) -> bool:
@@ -478,8 +511,7 @@ def prepare_run_dir(base_config_path: str, run: Run, run_dir: pathlib.Path) -> N
     config = resolve_config(base_config_path, run.overrides)
     (run_dir / RUN_INFO_FILE).write_text(json.dumps(run.info(), indent=2) + "\n")
     (run_dir / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2) + "\n")
-    command = shlex.join(launch_command(base_config_path, run, run_dir))
-    (run_dir / COMMAND_FILE).write_text(f"#!/usr/bin/env bash\n{command}\n")
+    (run_dir / COMMAND_FILE).write_text(command_script(base_config_path, run, run_dir))
 
 
 def _log_tail(run_dir: pathlib.Path, lines: int = _ERROR_TAIL_LINES) -> str:

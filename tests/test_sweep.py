@@ -141,6 +141,29 @@ def test_launch_command_passes_every_override(base_config_path):
     assert sweep._flag_value(True) == "true"
 
 
+def test_command_script_is_relative_to_the_repository_root(tmp_path):
+    run = sweep.expand_grid(make_sweep_config("configs/cpu_smoke.py"))[3]
+    run_dir = sweep.REPO_ROOT / "runs/some_sweep" / run.rel_dir
+    script = sweep.command_script("configs/cpu_smoke.py", run, run_dir)
+    lines = script.splitlines()
+    assert lines[2] == 'cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"'
+    assert lines[3].startswith("python3 launch.py --config=configs/cpu_smoke.py ")
+    assert lines[3].endswith(f"--workdir=runs/some_sweep/{run.rel_dir}")
+    assert str(sweep.REPO_ROOT) not in script
+    # Outside the repository the work dir stays absolute.
+    outside = sweep.command_script("configs/cpu_smoke.py", run, tmp_path / "r")
+    assert outside.splitlines()[3].endswith(f"--workdir={tmp_path / 'r'}")
+
+
+def test_committed_commands_hold_no_machine_paths():
+    scripts = list((sweep.REPO_ROOT / "results").glob("**/command.sh"))
+    assert scripts
+    for script in scripts:
+        command = script.read_text().splitlines()[-1]
+        assert command.startswith("python3 launch.py --config=configs/"), script
+        assert " /" not in command and "=/" not in command, script
+
+
 def test_sweep_writes_run_dirs_then_skips_finished_runs(base_config_path, tmp_path):
     config = make_sweep_config(base_config_path)
     runner = FakeRunner()

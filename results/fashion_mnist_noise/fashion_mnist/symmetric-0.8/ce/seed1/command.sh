@@ -1,2 +1,4 @@
 #!/usr/bin/env bash
-/root/.pyenv/versions/3.11.7/bin/python3 /work/runclone/launch.py --config=/work/runclone/configs/cpu_fashion_mnist.py --config.batch_size=32 --config.data.augment=false --config.data.train_subset=1000 --config.eval_every_epochs=4 --config.num_epochs=40 --config.optimizer.learning_rate=0.05 '--config.schedule.decay_epochs=(20, 30)' --config.schedule.name=piecewise --config.seed=1 --config.data.dataset=fashion_mnist --config.noise.kind=symmetric --config.noise.rate=0.8 --config.loss.name=ce --workdir=/work/runs/fmnist/fashion_mnist/symmetric-0.8/ce/seed1
+set -e
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
+python3 launch.py --config=configs/cpu_fashion_mnist.py --config.batch_size=32 --config.data.augment=false --config.data.train_subset=1000 --config.eval_every_epochs=4 --config.num_epochs=40 --config.optimizer.learning_rate=0.05 '--config.schedule.decay_epochs=(20, 30)' --config.schedule.name=piecewise --config.seed=1 --config.data.dataset=fashion_mnist --config.noise.kind=symmetric --config.noise.rate=0.8 --config.loss.name=ce --workdir=runs/fmnist/fashion_mnist/symmetric-0.8/ce/seed1
