@@ -1,8 +1,9 @@
 """Deterministic, exact label noise: the noisy labels are a function of a PRNG key.
 
 `corrupt_labels(key, labels, ...)` flips an exact number of labels (never a
-per-example coin toss, whose realised rate drifts from seed to seed) and reports
-the realised noise rate and transition matrix beside the noisy labels.
+per-example coin toss, whose realised rate drifts from seed to seed; the
+``instance`` kind alone is per-example by definition) and reports the realised
+noise rate and transition matrix beside the noisy labels.
 
 Determinism: the key's raw words seed a numpy PCG64 bit generator, and only its
 float64 draws (`Generator.random`, a fixed function of the 64-bit stream) and
@@ -10,7 +11,11 @@ stable sorts are used. The result is therefore a function of (key, labels,
 arguments) alone: identical on every platform, device count and process count,
 and independent of how the labels are later batched or sharded, because it is
 computed once for the whole label array. One million labels take about 0.4 s
-on a busy 2-core CPU (benchmarks/pipeline_bench.py).
+on a busy 2-core CPU (benchmarks/pipeline_bench.py). The ``instance`` kind also
+turns float64 draws into normals by the inverse normal CDF (scipy.special, in
+float64) and projects images in float64; the matrix product's summation order
+may differ between BLAS builds by about 1e-16 relative, which changes a label
+only if a draw falls about that close to a boundary of its row.
 
 Kinds (`KINDS`), with N examples and N_c of clean class c:
 
@@ -29,6 +34,32 @@ Kinds (`KINDS`), with N examples and N_c of clean class c:
   largest-remainder method (floor every entry, then give the leftover units to
   the largest fractional parts, ties to the lower class index), so each row of
   counts sums to N_c. `rate` is not used by this kind.
+* ``instance``: instance-dependent noise, the generator of Xia et al. 2020
+  ("Part-dependent label noise", NeurIPS, Algorithm 2) as the label-noise
+  literature runs it; it needs the images (`images=`). Each example i draws its
+  own flip rate q_i from a normal with mean `rate` and std 0.1 truncated to
+  [0, 1]; one projection W [K, D, K] with standard normal entries is drawn for
+  the whole dataset. For an example with clean label y and flattened image x_i
+  (D values), s = x_i W[y] (K scores), s_y = -inf, and the noisy label is one
+  draw from q_i * softmax(s) + (1 - q_i) * onehot(y): with probability q_i the
+  label flips, never back to y, to a class chosen by the image's content. The
+  number of flips is random (not exact as for the other kinds): its expectation
+  is N * E[q_i]: 0.2055 N at rate 0.2 and 0.4000 N at rate 0.4 (the truncation
+  at 0 lifts the mean of small rates; rate 0 gives the clean labels, not the
+  truncated normal's mean of 0.08).
+
+  Where public copies differ, this one takes: the images as the caller passes
+  them, flattened (the input pipeline passes them normalised per channel, as
+  the model sees them; copies feed raw, [0, 1] or normalised pixels); W
+  unnormalised, as in the original (some copies normalise it); q_i truncated
+  to [0, 1] and not capped further. With normalised images |s| is in the
+  tens, so softmax(s) is nearly one-hot: the flip target is, in effect, a
+  function of the image. The draw is two-stage, the same distribution as one
+  categorical draw from the row: flip if u_i < q_i, then pick the target by
+  inverse CDF of softmax(s) over the K - 1 other classes in class order.
+  Memory: W is drawn one class at a time (D x K floats) and the images are
+  projected in chunks, so CIFAR-100 (D = 3072, K = 100) never holds the
+  30.7M-entry W or a float64 copy of the split.
 
 Python's `round` (half to even) defines every "round" above.
 """
@@ -38,14 +69,20 @@ import numbers
 
 import jax
 import numpy as np
+from scipy import special
 
-KINDS = ("symmetric", "uniform", "pair", "asymmetric_cifar10", "matrix")
+KINDS = ("symmetric", "uniform", "pair", "asymmetric_cifar10", "matrix", "instance")
 
 # CIFAR-10 class ids: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog,
 # 6 frog, 7 horse, 8 ship, 9 truck.
 ASYMMETRIC_CIFAR10_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 
 _ROW_SUM_TOLERANCE = 1e-6
+
+# Xia et al.'s std of the per-example flip rate around the nominal rate.
+INSTANCE_FLIP_RATE_STD = 0.1
+# Images projected at once: bounds the float64 copy (1024 x 3072 for CIFAR, 25 MB).
+_INSTANCE_CHUNK = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +170,16 @@ def check_arguments(*, num_classes, rate, kind, transition_matrix=None):
 
 
 def corrupt_labels(
-    key, labels, *, num_classes, rate, kind="symmetric", transition_matrix=None
+    key,
+    labels,
+    *,
+    num_classes,
+    rate,
+    kind="symmetric",
+    transition_matrix=None,
+    images=None,
 ):
-    """Corrupts integer labels with an exact amount of noise of the given kind.
+    """Corrupts integer labels with noise of the given kind.
 
     See the module docstring for the exact definition of each kind.
 
@@ -143,16 +187,20 @@ def corrupt_labels(
       key: a JAX PRNG key (typed `jax.random.key` or raw `jax.random.PRNGKey`).
       labels: int array-like [N] of clean labels in [0, num_classes).
       num_classes: number of classes K >= 2.
-      rate: fraction to corrupt, in [0, 1) (unused by kind "matrix").
+      rate: fraction to corrupt, in [0, 1) (unused by kind "matrix"; the mean
+        per-example flip rate for kind "instance").
       kind: one of `KINDS`.
       transition_matrix: row-stochastic K x K array (rows = clean class), only
         for kind "matrix".
+      images: real array [N, ...] (e.g. [N, H, W, C]), only for kind
+        "instance": the images of the N examples, each flattened to D values,
+        as the model sees them (normalised).
 
     Returns:
       A `NoisyLabels`.
 
     Raises:
-      ValueError: on a bad key, labels, rate, kind, K or matrix.
+      ValueError: on a bad key, labels, rate, kind, K, matrix or images.
 
     Example:
       >>> key = jax.random.key(0)
@@ -167,9 +215,17 @@ def corrupt_labels(
         transition_matrix=transition_matrix,
     )
     clean = _check_labels(labels, num_classes)
+    if kind != "instance" and images is not None:
+        raise ValueError(
+            f"images are only used with kind='instance', not {kind!r}; pass None"
+        )
+    if kind == "instance":
+        features = _check_images(images, clean.shape[0])
     rng = _numpy_generator(key)
     if kind in ("symmetric", "uniform"):
         noisy = _corrupt_chosen_examples(rng, clean, num_classes, rate, kind)
+    elif kind == "instance":
+        noisy = _corrupt_by_instance(rng, clean, features, num_classes, rate)
     else:
         counts = _target_counts(clean, num_classes, rate, kind, matrix)
         noisy = _assign_counts_per_class(rng, clean, counts)
@@ -188,6 +244,29 @@ def _check_labels(labels, num_classes):
             f"[{clean.min()}, {clean.max()}]"
         )
     return clean.astype(np.int32)
+
+
+def _check_images(images, num_examples):
+    """The images as a [N, D] real array (a view: converted chunk by chunk later)."""
+    if images is None:
+        raise ValueError(
+            "kind='instance' needs images=: a real array [N, ...] of the N "
+            "examples' images (normalised, as the model sees them)"
+        )
+    array = np.asarray(images)
+    if array.ndim < 2 or array.shape[0] != num_examples or 0 in array.shape[1:]:
+        raise ValueError(
+            f"images must be an array [N, ...] with one non-empty image per label "
+            f"(N={num_examples}), got shape {array.shape}"
+        )
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"images must be real numbers, got dtype {array.dtype}")
+    features = array.reshape(num_examples, -1)
+    # In chunks: a boolean copy of a whole CIFAR split would be 150 MB.
+    for start in range(0, num_examples, _INSTANCE_CHUNK):
+        if not np.isfinite(features[start : start + _INSTANCE_CHUNK]).all():
+            raise ValueError("images must be finite (no NaN or inf)")
+    return features
 
 
 def _numpy_generator(key):
@@ -222,6 +301,58 @@ def _corrupt_chosen_examples(rng, clean, num_classes, rate, kind):
     else:
         noisy[chosen] = np.floor(label_draws[chosen] * num_classes).astype(np.int32)
     return noisy
+
+
+def _corrupt_by_instance(rng, clean, features, num_classes, rate):
+    """instance: Xia et al.'s per-example flip rate and image-driven target.
+
+    The draws, in this order: the N flip-rate uniforms, the N flip uniforms, the
+    N target uniforms, then W[0], ..., W[K-1] (D x K normals each, drawn even for
+    classes absent from the labels so that every class's W is a function of the
+    key alone).
+    """
+    num_examples, num_features = features.shape
+    flip_rates = _truncated_normal_flip_rates(rng.random(num_examples), rate)
+    flips = rng.random(num_examples) < flip_rates
+    target_draws = rng.random(num_examples)
+    noisy = clean.copy()
+    classes = np.arange(num_classes)
+    for label in range(num_classes):
+        projection = _standard_normal(rng.random((num_features, num_classes)))
+        others = classes[classes != label]
+        flipping = np.flatnonzero(flips & (clean == label))
+        for start in range(0, flipping.size, _INSTANCE_CHUNK):
+            chunk = flipping[start : start + _INSTANCE_CHUNK]
+            # s_y = -inf is the same as leaving column y out of the softmax.
+            scores = features[chunk].astype(np.float64) @ projection[:, others]
+            noisy[chunk] = others[_inverse_cdf(scores, target_draws[chunk])]
+    return noisy
+
+
+def _truncated_normal_flip_rates(uniforms, rate):
+    """q_i ~ N(rate, 0.1^2) truncated to [0, 1], by inverse CDF; 0 when rate is 0."""
+    if rate == 0:
+        return np.zeros_like(uniforms)
+    std = INSTANCE_FLIP_RATE_STD
+    low, high = special.ndtr(-rate / std), special.ndtr((1 - rate) / std)
+    return np.clip(rate + std * special.ndtri(low + uniforms * (high - low)), 0, 1)
+
+
+def _standard_normal(uniforms):
+    """Standard normals by inverse CDF of [0, 1) draws moved off 0 by half a step."""
+    return special.ndtri(uniforms + 2.0**-54)
+
+
+def _inverse_cdf(scores, uniforms):
+    """Per row, the index drawn from softmax(scores) by inverse CDF of `uniforms`.
+
+    Indices at most K' - 1 (K' = columns), so rounding at the top of the
+    cumulative sum can never give an index out of range.
+    """
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=1)
+    thresholds = uniforms * cumulative[:, -1]
+    return np.sum(cumulative[:, :-1] <= thresholds[:, None], axis=1)
 
 
 def _target_counts(clean, num_classes, rate, kind, matrix):

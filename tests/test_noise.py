@@ -1,5 +1,10 @@
 """Tests for tce_jax.noise: exact counts, maps, realised matrices, determinism."""
 
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
 
 import jax
@@ -11,6 +16,8 @@ from scipy import stats
 from tce_jax import noise
 
 NUM_CLASSES = 10
+# kind="instance", key 0, labels arange(12) % 3, rate 0.5 (see the pinned test).
+PINNED_INSTANCE_LABELS = [0, 2, 2, 2, 1, 1, 2, 0, 1, 2, 1, 2]
 
 
 def _clean_labels(num_examples=5003, num_classes=NUM_CLASSES, seed=0):
@@ -26,9 +33,18 @@ def _diagonal_heavy_matrix(num_classes=NUM_CLASSES):
     return matrix / matrix.sum(axis=1, keepdims=True)
 
 
+def _images(labels, seed=0, size=8):
+    """Synthetic normalised images [N, size, size, 1]: a class pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.normal(size=(NUM_CLASSES, size, size, 1))
+    noise_part = rng.normal(size=(len(labels), size, size, 1))
+    return patterns[np.asarray(labels) % NUM_CLASSES] + noise_part
+
+
 def _corrupt(kind, labels=None, rate=0.37, key=None, num_classes=NUM_CLASSES):
     labels = _clean_labels(num_classes=num_classes) if labels is None else labels
     matrix = _diagonal_heavy_matrix(num_classes) if kind == "matrix" else None
+    images = _images(labels) if kind == "instance" else None
     return labels, noise.corrupt_labels(
         jax.random.key(7) if key is None else key,
         labels,
@@ -36,6 +52,7 @@ def _corrupt(kind, labels=None, rate=0.37, key=None, num_classes=NUM_CLASSES):
         rate=rate,
         kind=kind,
         transition_matrix=matrix,
+        images=images,
     )
 
 
@@ -296,6 +313,152 @@ class GoodnessOfFitTest(parameterized.TestCase):
         self.assertGreater(stats.chisquare(hits[:2], [200, 100]).pvalue, 1e-3)
 
 
+def _xia_reference(key, labels, images, num_classes, rate):
+    """Xia et al.'s Algorithm 2 written out per example in float64 NumPy.
+
+    Independent of noise.py's code; it follows the module docstring's draw
+    order (flip-rate, flip and target uniforms, then W [K, D, K]) so that the
+    two give the same labels for the same key.
+    """
+    words = jax.random.key_data(key)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(words.tolist())))
+    num_examples = len(labels)
+    features = np.asarray(images, dtype=np.float64).reshape(num_examples, -1)
+    std = 0.1
+    flip_rates = stats.truncnorm.ppf(
+        rng.random(num_examples), -rate / std, (1 - rate) / std, loc=rate, scale=std
+    )
+    flip_draws = rng.random(num_examples)
+    target_draws = rng.random(num_examples)
+    projection = stats.norm.ppf(
+        rng.random((num_classes, features.shape[1], num_classes)) + 2.0**-54
+    )
+    noisy = np.array(labels)
+    for i, label in enumerate(labels):
+        if flip_draws[i] >= flip_rates[i]:
+            continue
+        scores = features[i] @ projection[label]
+        scores[label] = -np.inf
+        probs = np.exp(scores - scores.max())
+        cumulative = np.cumsum(probs)
+        noisy[i] = np.searchsorted(
+            cumulative, target_draws[i] * cumulative[-1], side="right"
+        )
+    return noisy
+
+
+class InstanceNoiseTest(parameterized.TestCase):
+    def _corrupt(self, labels, images, rate=0.4, key=None, num_classes=NUM_CLASSES):
+        return noise.corrupt_labels(
+            jax.random.key(3) if key is None else key,
+            labels,
+            num_classes=num_classes,
+            rate=rate,
+            kind="instance",
+            images=images,
+        )
+
+    @parameterized.parameters((0.2, 10), (0.4, 10), (0.4, 4))
+    def test_matches_an_independent_reference_of_xia_et_al(self, rate, num_classes):
+        labels = _clean_labels(600, num_classes=num_classes)
+        images = _images(labels, size=5)
+        result = self._corrupt(labels, images, rate=rate, num_classes=num_classes)
+        expected = _xia_reference(jax.random.key(3), labels, images, num_classes, rate)
+        np.testing.assert_array_equal(result.labels, expected)
+
+    def test_pinned_values_guard_platform_and_version_drift(self):
+        labels = np.arange(12) % 3
+        images = np.arange(12 * 4, dtype=np.float32).reshape(12, 2, 2) / 10 - 2
+        result = self._corrupt(
+            labels, images, rate=0.5, key=jax.random.key(0), num_classes=3
+        )
+        np.testing.assert_array_equal(result.labels, PINNED_INSTANCE_LABELS)
+
+    @parameterized.parameters(0.2, 0.4)
+    def test_realised_rate_near_the_mean_flip_rate(self, rate):
+        labels = _clean_labels(20000)
+        result = self._corrupt(labels, _images(labels, size=4), rate=rate)
+        std = 0.1
+        mean_flip_rate = stats.truncnorm.mean(
+            -rate / std, (1 - rate) / std, loc=rate, scale=std
+        )
+        # A flip is a coin with probability E[q]: binomial std 0.0035 at N=20000.
+        self.assertAlmostEqual(result.rate, mean_flip_rate, delta=0.015)
+        self.assertAlmostEqual(result.rate, rate, delta=0.02)
+
+    def test_rate_zero_is_clean_not_the_truncated_normal_mean(self):
+        labels = _clean_labels(2000)
+        result = self._corrupt(labels, _images(labels), rate=0.0)
+        np.testing.assert_array_equal(result.labels, labels)
+
+    def test_flip_targets_follow_image_content(self):
+        labels = _clean_labels(4000)
+        images = _images(labels, seed=0)
+        first = self._corrupt(labels, images)
+        other = self._corrupt(labels, _images(labels, seed=1))
+        # Same key, same labels: the same examples flip (their coins do not look
+        # at the image), but other images send them to other classes.
+        np.testing.assert_array_equal(first.is_noisy, other.is_noisy)
+        self.assertGreater(np.mean(first.labels != other.labels), 0.5 * first.rate)
+        # Copies of one image with one clean label flip to the same class: the
+        # near one-hot softmax makes the target a function of the image.
+        copies = np.repeat(images[:20], 50, axis=0)
+        copy_labels = np.repeat(labels[:20], 50)
+        result = self._corrupt(copy_labels, copies)
+        agreeing = flipped = 0
+        for source in range(20):
+            targets = result.labels[source * 50 : (source + 1) * 50]
+            targets = targets[targets != copy_labels[source * 50]]
+            if targets.size:
+                agreeing += np.bincount(targets).max()
+                flipped += targets.size
+        # Targets drawn regardless of the image would agree about 1/(K - 1).
+        self.assertGreater(agreeing / flipped, 0.9)
+
+    def test_never_flips_to_the_clean_class(self):
+        # Reproduce the documented coins from the key: every example whose coin
+        # says flip must end with another label, every other keeps its own.
+        labels = _clean_labels(3000)
+        key = jax.random.key(5)
+        result = self._corrupt(labels, _images(labels), key=key, rate=0.6)
+        words = jax.random.key_data(key).tolist()
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
+        flip_rates = stats.truncnorm.ppf(rng.random(3000), -6, 4, loc=0.6, scale=0.1)
+        flips = rng.random(3000) < flip_rates
+        np.testing.assert_array_equal(result.is_noisy, flips)
+
+    def test_same_labels_on_one_and_four_devices(self):
+        self.assertEqual(jax.device_count(), 4)  # conftest emulates 4 devices.
+        labels = _clean_labels(3000)
+        images = _images(labels)
+        here = self._corrupt(labels, images).labels
+        script = textwrap.dedent(
+            """
+            import sys
+            import jax
+            import numpy as np
+            from tce_jax import noise
+
+            assert jax.device_count() == 1, jax.devices()
+            data = np.load(sys.argv[1])
+            result = noise.corrupt_labels(
+                jax.random.key(3), data["labels"], num_classes=10, rate=0.4,
+                kind="instance", images=data["images"],
+            )
+            np.save(sys.argv[2], result.labels)
+            """
+        )
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+        with tempfile.TemporaryDirectory() as directory:
+            inputs = os.path.join(directory, "inputs.npz")
+            outputs = os.path.join(directory, "labels.npy")
+            np.savez(inputs, labels=labels, images=images)
+            subprocess.run(
+                [sys.executable, "-c", script, inputs, outputs], env=env, check=True
+            )
+            np.testing.assert_array_equal(np.load(outputs), here)
+
+
 class SpeedTest(parameterized.TestCase):
     def test_one_million_labels_under_a_second(self):
         labels = np.random.default_rng(0).integers(0, NUM_CLASSES, 1_000_000)
@@ -373,6 +536,37 @@ class BadInputTest(parameterized.TestCase):
             "matrix_ragged",
             dict(kind="matrix", transition_matrix=[[1.0], [0.0, 1.0]]),
             "K x K array of numbers",
+        ),
+        ("instance_without_images", dict(kind="instance"), "needs images="),
+        (
+            "images_for_symmetric",
+            dict(images=np.zeros((4, 2))),
+            "images are only used with kind='instance'",
+        ),
+        (
+            "images_other_count",
+            dict(kind="instance", images=np.zeros((3, 2))),
+            r"images must be an array \[N, \.\.\.\] .*N=4",
+        ),
+        (
+            "images_one_dimensional",
+            dict(kind="instance", images=np.zeros(4)),
+            r"images must be an array \[N, \.\.\.\]",
+        ),
+        (
+            "images_empty",
+            dict(kind="instance", images=np.zeros((4, 0))),
+            r"images must be an array \[N, \.\.\.\]",
+        ),
+        (
+            "images_strings",
+            dict(kind="instance", images=np.array([["a"]] * 4)),
+            "images must be real numbers",
+        ),
+        (
+            "images_nan",
+            dict(kind="instance", images=np.array([[0.0], [np.nan], [0], [0]])),
+            "images must be finite",
         ),
     )
     def test_raises_value_error_saying_what_is_allowed(self, overrides, message):
