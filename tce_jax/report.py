@@ -11,6 +11,11 @@ weights) and writes into <sweep_dir>/report:
   column per noise rate; each cell is the test accuracy at the final epoch and
   at the epoch of best accuracy on the *noisy* validation split, mean ± sample
   std over the finished seeds (n). The epoch is never selected on test.
+  Tables with TCE runs get a row "TCE, alpha chosen on noisy validation": per
+  dataset, noise kind, rate and seed, the TCE run (any alpha present) with the
+  best noisy-validation accuracy at its selected epoch, ties to the smaller
+  alpha (`choose_tce_alpha_on_validation`); its cells also say which alphas
+  were chosen.
   Two more tables show memorisation: the share of mislabelled training
   examples the model predicts as their wrong label at the end, and how far
   test accuracy fell from its highest evaluated epoch to the final one (a
@@ -66,6 +71,8 @@ CSV_FIELDS = (
     "cpu_seconds",
     "git_commit",
 )
+
+CHOSEN_ALPHA_ROW = "TCE, alpha chosen on noisy validation"
 
 # Runs of the grid are finished (summary.json), failed (the sweep wrote
 # error.txt), unfinished (started, no summary) or missing (no directory).
@@ -259,19 +266,30 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             header,
             rule,
         ]
-        for loss in _loss_order(setting_rows):
+        loss_order = _loss_order(setting_rows)
+        table = [
+            f"| {loss} | "
+            + " | ".join(_accuracy_cell(cells.get((loss, rate), [])) for rate in rates)
+            + " |"
+            for loss in loss_order
+        ]
+        chosen = _group(choose_tce_alpha_on_validation(setting_rows), ("noise_rate",))
+        if chosen:
             entries = []
             for rate in rates:
-                cell = cells.get((loss, rate), [])
-                final = mean_std([row["final_test_accuracy"] for row in cell])
-                selected = mean_std([row["best_val_test_accuracy"] for row in cell])
-                if not cell:
-                    entries.append("–")
-                    continue
-                entries.append(
-                    f"{_percent(*final[:2])} / {_percent(*selected[:2])} (n={final[2]})"
-                )
-            lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+                cell = chosen.get((rate,), [])
+                alphas = collections.Counter(tce_alpha(row) for row in cell)
+                counts = ", ".join(f"{a:g} x{n}" for a, n in sorted(alphas.items()))
+                entries.append(_accuracy_cell(cell, f"; alpha {counts}"))
+            # Right below the TCE rows, which _loss_order puts after CE's.
+            loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
+            last_tce = max(
+                i for i, loss in enumerate(loss_order) if loss_names[loss] == "tce"
+            )
+            table.insert(
+                last_tce + 1, f"| {CHOSEN_ALPHA_ROW} | " + " | ".join(entries) + " |"
+            )
+        lines += table
         noisy_rates = [rate for rate in rates if rate > 0]
         if noisy_rates:
             lines += _rate_table(
@@ -304,6 +322,43 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     if not finished:
         lines.insert(0, "No finished runs yet.\n")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _accuracy_cell(cell: Sequence[dict[str, Any]], note: str = "") -> str:
+    """'final / at best noisy-val epoch (n=seeds<note>)' in %, or a dash."""
+    if not cell:
+        return "–"
+    final = mean_std([row["final_test_accuracy"] for row in cell])
+    selected = mean_std([row["best_val_test_accuracy"] for row in cell])
+    return f"{_percent(*final[:2])} / {_percent(*selected[:2])} (n={final[2]}{note})"
+
+
+def choose_tce_alpha_on_validation(
+    rows: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per (dataset, noise kind, rate, seed), the TCE run whose alpha validation picks.
+
+    Among the finished TCE runs of that setting and seed, whatever alphas are
+    present, the one with the highest noisy-validation accuracy at its own
+    selected epoch (``best_val_accuracy``, from ``selection.select_on_validation``);
+    ties go to the smaller alpha, the one closer to CE. Test accuracy takes no
+    part. Runs without validation accuracy are not candidates.
+
+    Returns:
+      The chosen rows, one per (dataset, noise kind, rate, seed) with candidates.
+    """
+    candidates = [
+        row
+        for row in rows
+        if row["status"] == FINISHED
+        and row["loss_name"] == "tce"
+        and row["best_val_accuracy"] is not None
+    ]
+    groups = _group(candidates, ("dataset", "noise_kind", "noise_rate", "seed"))
+    return [
+        max(group, key=lambda row: (row["best_val_accuracy"], -tce_alpha(row)))
+        for group in groups.values()
+    ]
 
 
 def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:

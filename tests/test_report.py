@@ -249,3 +249,72 @@ def test_gradient_weight_matches_closed_form():
         expected = p / (alpha + (1 - alpha) * p)
         got = report.tce_gradient_weight_from_log_prob(log_p, alpha)
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+
+
+def test_tce_alpha_is_chosen_on_noisy_validation_never_on_test(tmp_path):
+    """Per seed, the alpha with the best noisy-val accuracy; ties to the smaller."""
+    runs = {
+        # seed: {alpha: (test per epoch, val per epoch)}
+        # Seed 0: alpha 0.3 validates better (0.60 > 0.55) -> final 0.66, sel 0.70.
+        0: {0.1: ([0.60, 0.62], [0.50, 0.55]), 0.3: ([0.70, 0.66], [0.60, 0.58])},
+        # Seed 1: alpha 0.3 tests far better but validates worse -> alpha 0.1,
+        # final 0.68, selected (epoch 1) 0.64.
+        1: {0.1: ([0.64, 0.68], [0.62, 0.61]), 0.3: ([0.90, 0.95], [0.50, 0.61])},
+        # Seed 2: both validate at 0.57 -> the smaller alpha, final 0.60, sel 0.58.
+        2: {0.1: ([0.58, 0.60], [0.57, 0.57]), 0.3: ([0.80, 0.81], [0.50, 0.57])},
+    }
+    for seed, by_alpha in runs.items():
+        for alpha, (test, val) in by_alpha.items():
+            write_run(
+                tmp_path,
+                loss="tce",
+                hparams={"alpha": alpha},
+                seed=seed,
+                test=test,
+                val=val,
+                predictions=False,
+            )
+    # Not candidates: an unfinished TCE run and a CE run, whatever they validate at.
+    write_run(
+        tmp_path,
+        loss="tce",
+        hparams={"alpha": 0.001},
+        seed=2,
+        test=[0.99],
+        val=[0.99],
+        finished=False,
+    )
+    write_run(tmp_path, seed=0, test=[0.99, 0.99], val=[0.99, 0.99])
+    rows = report.collect(tmp_path)
+
+    chosen = report.choose_tce_alpha_on_validation(rows)
+    assert sorted((row["seed"], report.tce_alpha(row)) for row in chosen) == [
+        (0, 0.3),
+        (1, 0.1),
+        (2, 0.1),
+    ]
+    lines = report.markdown_tables(rows).splitlines()
+    row = next(
+        line for line in lines if line.startswith(f"| {report.CHOSEN_ALPHA_ROW}")
+    )
+    # Final 0.66, 0.68, 0.60: 64.7 ± 4.2; selected 0.70, 0.64, 0.58: 64.0 ± 6.0.
+    assert row == (
+        f"| {report.CHOSEN_ALPHA_ROW} | "
+        "64.7 ± 4.2 / 64.0 ± 6.0 (n=3; alpha 0.1 x2, 0.3 x1) |"
+    )
+    # It sits right below the TCE rows.
+    table = [line for line in lines if line.startswith("| ")][:5]
+    assert [line.split(" | ")[0] for line in table] == [
+        "| loss",
+        "| ce",
+        "| tce-alpha0.1",
+        "| tce-alpha0.3",
+        f"| {report.CHOSEN_ALPHA_ROW}",
+    ]
+
+
+def test_no_chosen_alpha_row_without_tce_runs(tmp_path):
+    write_run(tmp_path, test=[0.5], val=[0.5])
+    assert report.CHOSEN_ALPHA_ROW not in report.markdown_tables(
+        report.collect(tmp_path)
+    )
