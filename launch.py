@@ -10,14 +10,28 @@ line naming the field and what is allowed, and exit status 2. A NaN/inf loss
 ends it with exit status 1 (the last good checkpoint is kept). Relaunching with
 the same ``--workdir`` resumes from the latest checkpoint.
 
-For multi-process runs (TPU pods, SLURM, several GPU hosts) pass
-``--multihost``: it calls ``jax.distributed.initialize()``, which reads the
-cluster from the environment; every process runs this same command.
+Multi-process runs (several hosts, a SLURM allocation, TPU pods) pass
+``--multihost``: every process runs the same command and joins the job through
+``jax.distributed.initialize()`` before any other JAX call. Under SLURM
+(``srun``), Open MPI or on Cloud TPU the processes are read from the
+environment; anywhere else each process names them::
+
+  # on every host h = 0 .. N-1; host 0 runs the coordinator at HOST0:PORT
+  python3 launch.py --config=... --workdir=SHARED_DIR --multihost \
+      --coordinator_address=HOST0:PORT --num_processes=N --process_id=h
+
+The workdir must be one directory that every process sees (a shared
+filesystem). Only process 0 writes files; checkpoints are written jointly
+(orbax). If a process dies, the others stop, as soon as a collective with it
+fails and at the latest after ``--heartbeat_timeout_seconds``, with one line
+saying so (exit status 3); relaunching every process with the same command
+resumes from the last checkpoint.
 """
 
 import logging as std_logging
 import os
 import sys
+from typing import NoReturn
 
 # TensorFlow only feeds data: keep its C++ start-up chatter off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,12 +63,48 @@ _WORKDIR = flags.DEFINE_string(
 _MULTIHOST = flags.DEFINE_bool(
     "multihost",
     False,
-    "Call jax.distributed.initialize() first (multi-process launches).",
+    "Join a multi-process job (jax.distributed.initialize()) first; every process "
+    "runs this same command.",
+)
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "With --multihost: HOST:PORT where process 0 serves the coordinator, reachable "
+    "from every process. Default: from the environment (SLURM, Open MPI, Cloud "
+    "TPU, or JAX_COORDINATOR_ADDRESS).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "With --multihost: number of processes in the job. Default: from the environment.",
+    lower_bound=1,
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id",
+    None,
+    "With --multihost: this process's index, 0 .. num_processes - 1 (0 serves the "
+    "coordinator and writes the files). Default: from the environment.",
+    lower_bound=0,
+)
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout_seconds",
+    100,
+    "With --multihost: a process silent for this long (killed, preempted, node "
+    "lost) stops the whole job instead of leaving the others waiting.",
+    lower_bound=1,
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXIT_INVALID_CONFIG = 2
 EXIT_NON_FINITE_LOSS = 1
+EXIT_JOB_BROKEN = 3
+# Flags that only mean something with --multihost.
+_DISTRIBUTED_FLAGS = (
+    _COORDINATOR_ADDRESS,
+    _NUM_PROCESSES,
+    _PROCESS_ID,
+    _HEARTBEAT_TIMEOUT,
+)
 
 
 class _QuietOrbaxInfo(std_logging.Filter):
@@ -69,12 +119,62 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _initialize_distributed() -> None:
+    """Joins the multi-process job (raises ValueError on an unusable setup)."""
+    # Cross-process collectives on CPU go through Gloo over TCP. It is jax 0.10's
+    # default; set explicitly so that a jax whose default is "none" does not
+    # start CPU processes that cannot reduce across each other.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR_ADDRESS.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+        heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value,
+    )
+
+
+def _stop_job(error: Exception) -> NoReturn:
+    """Ends this process of a multi-process job after an error, at once.
+
+    The others are blocked in a collective with this process (or it with them);
+    exiting now closes its connections, so they fail fast too instead of waiting
+    for the heartbeat timeout. os._exit skips jax.distributed's shutdown barrier,
+    which cannot complete with a process gone and would abort after a timeout.
+    """
+    logging.exception("This process of the job failed.")
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    _fail(
+        f"stopped: process {jax.process_index()} of {jax.process_count()} failed "
+        f"({type(error).__name__}: {first_line}). If another process died (killed, "
+        "preempted, node lost), relaunch every process with the same command: the "
+        "run resumes from its last checkpoint.",
+        EXIT_JOB_BROKEN,
+    )
+    logging.flush()
+    os._exit(EXIT_JOB_BROKEN)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_handler().addFilter(_QuietOrbaxInfo())
-    if _MULTIHOST.value:
-        jax.distributed.initialize()
+    if not _MULTIHOST.value:
+        for flag in _DISTRIBUTED_FLAGS:
+            if flag.present:
+                return _fail(
+                    f"--{flag.name}: only allowed with --multihost",
+                    EXIT_INVALID_CONFIG,
+                )
+    else:
+        try:
+            _initialize_distributed()
+        except ValueError as error:
+            return _fail(
+                f"--multihost: cannot join the job: {str(error).rstrip('.')}. Outside "
+                "SLURM, Open MPI and Cloud TPU, pass --coordinator_address, "
+                "--num_processes and --process_id",
+                EXIT_INVALID_CONFIG,
+            )
     config = _CONFIG.value
     try:
         config_validation.validate(config, num_devices=jax.device_count())
@@ -93,6 +193,10 @@ def main(argv: list[str]) -> int:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
     except train.NonFiniteLossError as error:
         return _fail(f"stopped: {error}", EXIT_NON_FINITE_LOSS)
+    except Exception as error:
+        if jax.process_count() == 1:
+            raise
+        _stop_job(error)
     return 0
 
 

@@ -63,11 +63,20 @@ def _environment(cache_dir=None):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("--config.loss.q=0.7", "config.loss.q: not a hyperparameter of loss 'tce'"),
-        ("--config.batch_size=30", "config.batch_size: got 30; allowed: a positive"),
+        (
+            "--config.loss.q=0.7",
+            "invalid config: config.loss.q: not a hyperparameter of loss 'tce'",
+        ),
+        (
+            "--config.batch_size=30",
+            "invalid config: config.batch_size: got 30; allowed: a positive",
+        ),
+        ("--num_processes=2", "--num_processes: only allowed with --multihost"),
     ],
 )
-def test_invalid_config_exits_with_one_line_and_no_traceback(override, expected):
+def test_invalid_config_or_flag_exits_with_one_line_and_no_traceback(
+    override, expected
+):
     result = subprocess.run(
         [
             sys.executable,
@@ -89,7 +98,7 @@ def test_invalid_config_exits_with_one_line_and_no_traceback(override, expected)
         line for line in result.stderr.splitlines() if line.startswith("launch.py:")
     ]
     assert len(messages) == 1, result.stderr
-    assert messages[0].startswith(f"launch.py: invalid config: {expected}")
+    assert messages[0].startswith(f"launch.py: {expected}")
     assert not pathlib.Path("/nonexistent/never_created").exists()
 
 

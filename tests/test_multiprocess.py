@@ -1,0 +1,189 @@
+"""launch.py --multihost for real: two processes on this machine as one job.
+
+Two launch.py processes with one CPU device each join through jax.distributed
+over localhost (Gloo collectives) and train test_launch's tiny cpu_smoke run
+on the synthetic data; a single process with two emulated devices trains the
+same run as the reference. Process 1 runs under an audit hook that fails it on
+any file write in the workdir outside ``checkpoints/``: only process 0 writes
+the run's files. Checkpoints are orbax's joint work: process 0 writes the
+replicated train state and every process adds its own array metadata.
+"""
+
+import json
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import test_launch
+import test_train
+
+ROOT = test_launch.ROOT
+
+# Process 1 may read the workdir but not change it outside checkpoints/.
+NO_WRITES_UNDER_WORKDIR = """
+import os, sys
+def _forbid_writes(workdir):
+    workdir = os.path.realpath(workdir)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    changing = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir",
+                "os.symlink", "os.link", "os.truncate", "shutil.rmtree"}
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            if not (set(mode or "") & set("wax+") or (flags or 0) & writing):
+                return
+        elif event not in changing:
+            return
+        for path in args[:2]:
+            if not isinstance(path, (str, bytes, os.PathLike)):
+                continue
+            path = os.path.realpath(os.fsdecode(path))
+            if path.startswith(workdir + os.sep) and not path.startswith(checkpoints):
+                message = f"process 1 wrote to the workdir: {event} {args}"
+                print(message, file=sys.stderr, flush=True)  # Even if caught.
+                raise PermissionError(message)
+    sys.addaudithook(hook)
+_forbid_writes(sys.argv[-1].removeprefix("--workdir="))
+"""
+
+TIMEOUT_SECONDS = 120
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def _environment(cache_dir, num_devices):
+    env = test_launch._environment(cache_dir)
+    # conftest.py's four emulated devices are for the in-process tests.
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _start(workdir, cache_dir, *, process_id=None, port=None):
+    """One launch.py on the synthetic data; a process of a 2-process job if given.
+
+    Its stderr goes to a file next to the workdir: two processes writing to
+    pipes read one after the other could block each other.
+    """
+    script = test_launch.LAUNCH_ON_FAKE_DATA
+    flags = [*test_launch.TINY_OVERRIDES]
+    if process_id is not None:
+        if process_id == 1:
+            script = NO_WRITES_UNDER_WORKDIR + script
+        flags += [
+            "--multihost",
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={process_id}",
+            "--heartbeat_timeout_seconds=10",
+        ]
+    suffix = "" if process_id is None else f".process{process_id}"
+    log = pathlib.Path(f"{workdir}{suffix}.log")
+    with open(log, "a") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, *flags, f"--workdir={workdir}"],
+            cwd=ROOT,
+            env=_environment(cache_dir, 1 if process_id is not None else 2),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    process.log = log
+    return process
+
+
+def _start_job(workdir, cache_dir):
+    port = _free_port()
+    return [_start(workdir, cache_dir, process_id=i, port=port) for i in (0, 1)]
+
+
+def _wait(process, timeout=TIMEOUT_SECONDS):
+    """Waits for the process to end; returns its stderr so far."""
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        process.kill()  # No-op if it ended; no stray process if it hangs.
+    return process.log.read_text()
+
+
+def _finish(processes):
+    """Waits for every process; returns their stderr, checking they succeeded."""
+    errors = [_wait(process) for process in processes]
+    for process, stderr in zip(processes, errors, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    return errors
+
+
+@pytest.fixture
+def compilation_cache(tmp_path_factory):
+    yield from test_train.persistent_compilation_cache(tmp_path_factory)
+
+
+def _assert_same_run(workdir, reference):
+    assert test_train.without_timing(
+        test_train.read_history(workdir)
+    ) == test_train.without_timing(test_train.read_history(reference))
+    summaries = [
+        json.loads((d / "summary.json").read_text()) for d in (workdir, reference)
+    ]
+    assert test_train.comparable_summary(summaries[0]) == test_train.comparable_summary(
+        summaries[1]
+    )
+    for name in ("train_predictions.npz", "labels.npz"):
+        with np.load(workdir / name) as got, np.load(reference / name) as want:
+            assert sorted(got) == sorted(want)
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_two_processes_train_like_one_process_on_two_devices_and_survive_a_kill(
+    compilation_cache, tmp_path
+):
+    # The reference starts with the job: its imports overlap the job's.
+    reference = _start(tmp_path / "one_process_two_devices", compilation_cache)
+    workdir = tmp_path / "two_processes"
+    processes = _start_job(workdir, compilation_cache)
+    # Killed once epoch 2 trains (epoch 1 checkpointed), while the survivor is
+    # in the step's collectives: they fail at once and it stops with one line.
+    # Killed while the survivor waits in a barrier instead, it is stopped by
+    # the heartbeat timeout (10 s here) with JAX's own message.
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while "epoch 2 step" not in processes[0].log.read_text():
+        assert processes[0].poll() is None, processes[0].log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "epoch 2 did not start in time"
+        time.sleep(0.01)
+    processes[1].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    stderr = _wait(processes[0], timeout=60)
+    stopped_after = time.monotonic() - killed_at
+    _wait(processes[1])
+    assert (workdir / "checkpoints" / "1").exists()
+    assert not (workdir / "summary.json").exists(), "the run ended before the kill"
+    assert processes[0].returncode != 0
+    assert (
+        "launch.py: stopped: process 0 of 2 failed" in stderr
+        and "relaunch every process with the same command" in stderr
+    ) or "This most likely indicates that another task died" in stderr, stderr[-3000:]
+    assert stopped_after < 30, stopped_after
+    _finish([reference])
+
+    # Both relaunched: the job resumes from its last checkpoint.
+    errors = _finish(_start_job(workdir, compilation_cache))
+    assert "2 process(es), 2 device(s)" in errors[0]
+    for stderr in errors:
+        assert "Resumed from the checkpoint of epoch" in stderr
+    assert "process 1 wrote to the workdir" not in errors[1]
+    # The same global batches as one process (each process built its own rows
+    # of every batch, every example once per epoch), hence exactly the same
+    # metrics, summary and predictions.
+    _assert_same_run(workdir, tmp_path / "one_process_two_devices")
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [2, 3]
