@@ -1,0 +1,65 @@
+"""Shipped configs: sweeps list valid runs; TCE configs follow alpha = 1/K."""
+
+import pathlib
+
+import pytest
+
+from tce_jax import config_validation, input_pipeline, losses, sweep
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SWEEP_CONFIGS = sorted((REPO_ROOT / "configs" / "sweeps").glob("[!_]*.py"))
+RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
+# Runs per sweep, so that a grid cannot silently grow or shrink.
+EXPECTED_RUNS = {
+    "alpha_study": 36,
+    "demo": 4,
+    "fashion_mnist_class_instance": 72,
+    "fashion_mnist_large": 12,
+    "fashion_mnist_noise": 75,
+}
+
+
+def test_every_sweep_config_is_counted():
+    assert sorted(path.stem for path in SWEEP_CONFIGS) == sorted(EXPECTED_RUNS)
+
+
+@pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda path: path.stem)
+def test_sweep_config_lists_valid_runs(path):
+    """What `sweep.py --dry_run` does, plus validating each run's resolved config."""
+    sweep_config = sweep.load_config_file(path)
+    runs = sweep.expand_grid(sweep_config)
+    assert len(runs) == EXPECTED_RUNS[path.stem]
+    for run in runs:
+        config = sweep.resolve_config(sweep_config.base_config, run.overrides)
+        config_validation.validate(config, num_devices=1)
+        command = sweep.launch_command(sweep_config.base_config, run, run.rel_dir)
+        assert f"--workdir={run.rel_dir}" in command
+    assert f"--config=configs/sweeps/{path.name}" in path.read_text()
+
+
+def test_instance_noise_is_a_valid_config_and_typos_say_what_is_allowed():
+    config = sweep.load_config_file("configs/cpu_smoke.py")
+    config.noise.kind = "instance"
+    config_validation.validate(config, num_devices=1)
+    config.noise.kind = "instanse"
+    with pytest.raises(config_validation.ConfigError, match="'instance'"):
+        config_validation.validate(config, num_devices=1)
+
+
+def test_default_tce_alpha_is_one_over_k():
+    assert losses.DEFAULT_TCE_ALPHA == losses.default_tce_alpha(10) == 0.1
+    assert losses.default_tce_alpha(100) == 0.01
+    for bad in (1, 2.0, True):
+        with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+            losses.default_tce_alpha(bad)
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda path: path.stem)
+def test_tce_run_configs_follow_the_alpha_rule(path):
+    config = sweep.load_config_file(path)
+    if config.loss.name != "tce":
+        return
+    num_classes = input_pipeline.DATASETS[config.data.dataset].num_classes
+    alpha = config.loss.alpha
+    alpha = losses.DEFAULT_TCE_ALPHA if alpha is None else alpha
+    assert alpha == losses.default_tce_alpha(num_classes)
