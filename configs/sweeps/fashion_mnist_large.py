@@ -20,11 +20,13 @@ from tce_jax import losses
 
 BASE_CONFIG = "configs/cpu_fashion_mnist.py"
 
-# Sized to about 12 minutes a run on one core. Measured (taskset -c 0, the
-# sweep's one-thread environment, commit 1f23845, another 8 jobs' load on the
-# 2 cores, so in CPU seconds): 20.8 s per training epoch, 7.2 s per evaluation
-# (train, validation and test), 26 s of start-up and compilation; 28 epochs
-# with 14 evaluations come to about 710 s.
+# Sized to about 12 minutes a run on one core. Measured with short runs of this
+# setting pinned to one core (taskset -c 0, the sweep's one-thread environment,
+# commit 1f23845), in CPU seconds because other jobs loaded the 2 cores (wall
+# time was 2.5-3x longer): 20.8 s per training epoch, 7.2 s per evaluation
+# (train, validation and test), 26 s of start-up and compilation; a 4-epoch
+# run took 127 s against 123 predicted. 28 epochs with 14 evaluations: about
+# 710-740 s.
 NUM_EPOCHS = 28
 
 PROTOCOL = {
