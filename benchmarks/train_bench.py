@@ -6,7 +6,8 @@ so the ratios compare configurations under the same machine load:
 
 * ``jax-ce`` / ``jax-tce``: the step ``train.py`` runs (``train.make_train_step``:
   ``jax.jit`` over a ``('data',)`` mesh, batch sharded, state replicated and
-  donated, optax SGD + momentum + weight decay), with the registry's CE or TCE.
+  donated, pad-4 crop + flip + normalisation of uint8 images on the device,
+  optax SGD + momentum + weight decay), with the registry's CE or TCE.
 * ``torch-ce``: the same ResNet-20 in PyTorch (``benchmarks/torch_resnet.py``,
   CPU, channels_last, SGD momentum + weight decay, BatchNorm), with
   ``torch.set_num_threads`` set to the CPU count XLA uses.
@@ -57,15 +58,34 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _jax_step_runner(model_name, loss_name, image_shape, batch_size):
-    """Returns a zero-argument callable running one train.py step to completion."""
+def jax_step_runner(
+    model_name,
+    loss_name,
+    image_shape,
+    batch_size,
+    *,
+    dtype="float32",
+    width_multiplier=1.0,
+):
+    """Returns ``run(num_steps=1)``, running train.py's step to completion.
+
+    The batch is random uint8 images, as the input pipeline sends them; the
+    step crops, flips and normalises them as for CIFAR. ``dtype`` is the
+    model's computation dtype (``config.model.dtype``). Steps are dispatched
+    back to back and waited for once at the end, as the training loop does.
+    """
     import jax
     import ml_collections
 
-    from tce_jax import losses, models, train
+    from tce_jax import losses, models, preprocessing, train
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
-    model = models.get(model_name, num_classes=_NUM_CLASSES)
+    model = models.get(
+        model_name,
+        num_classes=_NUM_CLASSES,
+        width_multiplier=width_multiplier,
+        dtype=jax.numpy.dtype(dtype),
+    )
     optimizer_config = ml_collections.ConfigDict(
         {
             "optimizer": {
@@ -80,20 +100,26 @@ def _jax_step_runner(model_name, loss_name, image_shape, batch_size):
     state = train.create_train_state(
         model, optimizer, image_shape=image_shape, seed=0, mesh=mesh
     )
-    step = train.make_train_step(losses.get(loss_name), mesh)
+    channels = image_shape[-1]
+    augmentation = preprocessing.Preprocessing(
+        mean=(0.5,) * channels, std=(0.25,) * channels, crop_padding=4, random_flip=True
+    )
+    step = train.make_train_step(losses.get(loss_name), mesh, augmentation)
     batch_sharding = jax.NamedSharding(mesh, jax.P("data"))
     rng = np.random.default_rng(0)
     batch = jax.device_put(
         {
-            "image": rng.normal(size=(batch_size, *image_shape)).astype(np.float32),
+            "image": rng.integers(0, 256, (batch_size, *image_shape), dtype=np.uint8),
             "label": rng.integers(0, _NUM_CLASSES, batch_size).astype(np.int32),
+            "index": np.arange(batch_size, dtype=np.int32),
         },
         batch_sharding,
     )
     holder = {"state": state}
 
-    def run():
-        holder["state"], loss = step(holder["state"], batch)
+    def run(num_steps=1):
+        for _ in range(num_steps):
+            holder["state"], loss = step(holder["state"], batch, 0)
         loss.block_until_ready()
 
     return run
@@ -138,7 +164,7 @@ def _torch_step_runner(image_shape, batch_size, num_threads):
 def _bench_shape(args, image_shape) -> dict[str, np.ndarray]:
     """Interleaves all configurations; returns seconds per [round, step] for each."""
     runners = {
-        f"jax-{loss}": _jax_step_runner(_MODEL, loss, image_shape, args.batch_size)
+        f"jax-{loss}": jax_step_runner(_MODEL, loss, image_shape, args.batch_size)
         for loss in ("ce", "tce")
     }
     if not args.no_torch:

@@ -7,9 +7,13 @@ split, corrupts its labels once with `noise.corrupt_labels` and the config
 seed's "noise" key, holds out a validation part (noisy labels, like train; test
 stays clean), and saves every label array to `workdir/labels.npz`.
 
-Batches are cut from those arrays with vectorised numpy in a background thread
-that keeps two global batches ready, so the pipeline overlaps the training step
-(see benchmarks/pipeline_bench.py for its speed next to a ResNet-20 step).
+The host only gathers: a batch is the uint8 images, labels and example indices
+of its examples (and, for evaluation, a padding mask), cut from those arrays in
+a background thread that keeps two global batches ready. Crops, flips and
+normalisation run on the device, inside the jitted steps, as the `Preprocessing`
+in `Datasets.preprocessing` says (see `tce_jax.preprocessing`);
+benchmarks/pipeline_bench.py measures the host path against the NumPy
+augmentation it replaced.
 
 Reproducibility, by construction:
 
@@ -20,9 +24,10 @@ Reproducibility, by construction:
 * Shuffling: epoch e visits the train examples in a permutation drawn from
   (seed's "shuffle" stream, e) alone; global batch b is the b-th run of
   `batch_size` examples of it (the remainder is dropped).
-* Augmentation: the crop offsets and flip of an example are bits of a
-  counter-based hash of (seed's "augment" stream, epoch, example index), so they
-  need no state and do not depend on which batch or process sees the example.
+* Augmentation: the device draws the crop offsets and flip of an example from
+  a key folded from (seed's "augment" stream, epoch, example index), so they
+  need no state and do not depend on which batch, device or process sees the
+  example.
 * Processes: process p of P builds rows [p * B / P, (p + 1) * B / P) of every
   global batch (`process_rows`) and hands them to
   `jax.make_array_from_process_local_data`; the global batch is the same for
@@ -47,7 +52,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding, PartitionSpec
 
-from tce_jax import fashion_mnist_debian, noise, seeding
+from tce_jax import fashion_mnist_debian, noise, preprocessing, seeding
 
 DATA_AXIS = "data"
 EVAL_SPLITS = ("train", "val", "test")
@@ -420,6 +425,9 @@ class Datasets:
       clean_labels: int32 [N] clean labels of the corrupted train split.
       source_index: int64 [N], tfds train-split position of each example index.
       train_index, val_index: sorted example indices of the two parts.
+      preprocessing: the `preprocessing.Preprocessing` the train and eval steps apply
+        to the uint8 images of these batches (the dataset's normalisation, and
+        its crop/flip when the config augments).
     """
 
     def __init__(
@@ -454,11 +462,12 @@ class Datasets:
         self._test_images = test_images
         self._test_labels = test_labels
         self._shuffle_seed = seeding.purpose_seed(seed, "shuffle")
-        self._augment_seed = seeding.purpose_seed(seed, "augment")
-        self._augment = augment
-        self._scale = (1.0 / (255.0 * np.asarray(info.std))).astype(np.float32)
-        self._offset = (-np.asarray(info.mean) / np.asarray(info.std)).astype(
-            np.float32
+        self.preprocessing = preprocessing.Preprocessing(
+            mean=info.mean,
+            std=info.std,
+            crop_padding=info.crop_padding if augment else 0,
+            random_flip=info.random_flip and augment,
+            seed=seed,
         )
 
     def steps_per_epoch(self, batch_size):
@@ -475,15 +484,16 @@ class Datasets:
         """Global training batches of one epoch, sharded over the mesh axis "data".
 
         Args:
-          epoch: epoch number (>= 0); with the config seed it fixes order and
-            augmentation.
+          epoch: epoch number (>= 0); with the config seed it fixes the order
+            (and, on the device, the augmentation: pass the same epoch to the
+            train step).
           batch_size: global batch size, a multiple of the "data" axis size and
             of the process count.
 
         Yields:
-          `steps_per_epoch(batch_size)` dicts of jax.Arrays: image float32
-          [B, H, W, C] (augmented, normalised), label int32 (noisy), clean_label
-          int32, index int32.
+          `steps_per_epoch(batch_size)` dicts of jax.Arrays: image uint8
+          [B, H, W, C] (as stored: `preprocessing.train_images` augments and
+          normalises them), label int32 (noisy), clean_label int32, index int32.
         """
         _check_epoch(epoch)
         self._check_batch_size(batch_size)
@@ -498,7 +508,7 @@ class Datasets:
             process_index=self._process_slot(batch_size),
             process_count=jax.process_count(),
         )
-        return _prefetch(self._to_global(batch, batch_size) for batch in local)
+        return self.global_batches(local, batch_size)
 
     def eval_batches(self, split, batch_size):
         """Global evaluation batches of a whole split, padded, without augmentation.
@@ -508,7 +518,8 @@ class Datasets:
           batch_size: global batch size (same constraints as for training).
 
         Yields:
-          ceil(n / batch_size) dicts of jax.Arrays: image float32 [B, H, W, C],
+          ceil(n / batch_size) dicts of jax.Arrays: image uint8 [B, H, W, C]
+          (`preprocessing.eval_images` normalises them; zero on padding rows),
           label int32 (noisy for train and val, clean for test), clean_label
           int32, is_noisy bool, mask bool (False on padding rows of the last
           batch), index int32 (`PADDING_INDEX` on padding rows).
@@ -522,7 +533,21 @@ class Datasets:
             process_index=self._process_slot(batch_size),
             process_count=jax.process_count(),
         )
-        return _prefetch(self._to_global(batch, batch_size) for batch in local)
+        return self.global_batches(local, batch_size)
+
+    def global_batches(self, local_batches, batch_size):
+        """Global batches from this process's rows, built `_PREFETCH_BATCHES` ahead.
+
+        Args:
+          local_batches: an iterator of dicts of numpy arrays, this process's
+            rows of each global batch (`local_*_batches`).
+          batch_size: the global batch size.
+
+        Returns:
+          An iterator of dicts of jax.Arrays sharded over the mesh axis "data";
+          closing it stops the background thread.
+        """
+        return _prefetch(self._to_global(batch, batch_size) for batch in local_batches)
 
     def local_train_batches(self, epoch, batch_size, *, process_index, process_count):
         """This process's rows of every global training batch, as numpy arrays.
@@ -534,16 +559,8 @@ class Datasets:
         order = self.train_order(epoch)
         for step in range(self.steps_per_epoch(batch_size)):
             indices = order[step * batch_size : (step + 1) * batch_size][rows]
-            images = self._images[indices]
-            if self._augment:
-                images = augment(
-                    images,
-                    augmentation_bits(self._augment_seed, epoch, indices),
-                    crop_padding=self.info.crop_padding,
-                    random_flip=self.info.random_flip,
-                )
             yield {
-                "image": self._normalise(images),
+                "image": self._images[indices],
                 "label": self.noise.labels[indices],
                 "clean_label": self.clean_labels[indices],
                 "index": indices.astype(np.int32),
@@ -569,8 +586,8 @@ class Datasets:
             safe = np.where(mask, batch_indices, 0)
             label = np.where(mask, labels[safe], 0).astype(np.int32)
             clean_label = label if clean is None else np.where(mask, clean[safe], 0)
-            image = self._normalise(images[safe])
-            image[~mask] = 0.0
+            image = images[safe]
+            image[~mask] = 0
             yield {
                 "image": image,
                 "label": label,
@@ -603,9 +620,6 @@ class Datasets:
             source_index=self.source_index,
         )
         os.replace(partial_path, path)
-
-    def _normalise(self, images):
-        return images.astype(np.float32) * self._scale + self._offset
 
     def _check_batch_size(self, batch_size):
         data_size = self._mesh.shape[DATA_AXIS]
@@ -669,63 +683,6 @@ def process_rows(global_batch_size, process_index, process_count):
     return slice(
         process_index * rows_per_process, (process_index + 1) * rows_per_process
     )
-
-
-# ----------------------------------------------------------------------- augmenting
-
-
-def augmentation_bits(seed, epoch, indices):
-    """64 random bits per example, a pure function of (seed, epoch, index).
-
-    SplitMix64's step (a bijective avalanche mix) chained over the three inputs:
-    counter-based randomness, the same on every machine and for every batching
-    of the examples.
-    """
-    _check_epoch(epoch)
-    state = _mix64(_mix64(np.array([seed], dtype=np.uint64)) + np.uint64(epoch))
-    return _mix64(state + np.asarray(indices).astype(np.uint64))
-
-
-def augment(images, bits, *, crop_padding, random_flip):
-    """Random crop from a zero-padded image, then an optional left-right flip.
-
-    Args:
-      images: uint8 [B, H, W, C].
-      bits: uint64 [B] from `augmentation_bits`: bits 0-15 give the vertical
-        crop offset, bits 16-31 the horizontal one, bit 32 the flip.
-      crop_padding: pixels of zero padding per side (0 = no crop).
-      random_flip: whether to mirror half of the images.
-
-    Returns:
-      uint8 [B, H, W, C].
-    """
-    if crop_padding == 0 and not random_flip:
-        return images
-    batch, height, width, _ = images.shape
-    span = np.uint64(2 * crop_padding + 1)
-    top = (bits % span).astype(np.int64)
-    left = ((bits >> np.uint64(16)) % span).astype(np.int64)
-    padding = ((0, 0), (crop_padding, crop_padding), (crop_padding, crop_padding))
-    padded = np.pad(images, (*padding, (0, 0)))
-    rows = top[:, None] + np.arange(height)
-    columns = left[:, None] + np.arange(width)
-    if random_flip:
-        mirrored = ((bits >> np.uint64(32)) & np.uint64(1)).astype(bool)
-        columns = np.where(mirrored[:, None], columns[:, ::-1], columns)
-    # One gather does crop and flip for the whole batch.
-    return padded[
-        np.arange(batch)[:, None, None], rows[:, :, None], columns[:, None, :]
-    ]
-
-
-def _mix64(values):
-    """SplitMix64's step: add the golden-ratio increment, then the finaliser."""
-    values = values + np.uint64(0x9E3779B97F4A7C15)
-    values = values ^ (values >> np.uint64(30))
-    values = values * np.uint64(0xBF58476D1CE4E5B9)
-    values = values ^ (values >> np.uint64(27))
-    values = values * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
 
 
 # -------------------------------------------------------------------------- helpers

@@ -63,6 +63,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tce_jax import checkpointing, config_validation, input_pipeline, losses, models
+from tce_jax.preprocessing import Preprocessing
 from tce_jax.seeding import purpose_key
 from tce_jax.selection import select_on_validation
 
@@ -177,15 +178,18 @@ def create_train_state(
 def _train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
+    epoch: jax.Array,
     *,
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    preprocessing: Preprocessing,
 ) -> tuple[TrainState, jax.Array]:
     """One SGD step on the mean loss of the (noisy-labelled) batch."""
+    images = preprocessing.train_images(batch["image"], batch["index"], epoch)
 
     def objective(params):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats},
-            batch["image"],
+            images,
             train=True,
             mutable=["batch_stats"],
         )
@@ -199,30 +203,44 @@ def _train_step(
 
 
 def make_train_step(
-    loss_fn: Callable[[jax.Array, jax.Array], jax.Array], mesh: jax.sharding.Mesh
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, jax.Array]]:
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    mesh: jax.sharding.Mesh,
+    preprocessing: Preprocessing,
+) -> Callable[
+    [TrainState, dict[str, jax.Array], int | jax.Array], tuple[TrainState, jax.Array]
+]:
     """The jitted train step: batch sharded on 'data', state replicated and donated.
 
+    The batch holds uint8 images (``Datasets.train_batches``); crop, flip and
+    normalisation happen inside the step.
+
     Args:
-      loss_fn: per-example loss ``fn(logits, labels) -> [B]``.
+      loss_fn: per-example loss ``fn(logits, labels) -> [B]``; it receives
+        float32 logits whatever the model's computation dtype.
       mesh: the ('data',) device mesh.
+      preprocessing: ``Datasets.preprocessing``.
 
     Returns:
-      ``step(state, batch) -> (new_state, mean_loss)``; ``state`` is donated.
+      ``step(state, batch, epoch) -> (new_state, mean_loss)``, with ``epoch``
+      the 0-based epoch the batch belongs to (it seeds the augmentation; a
+      traced argument, so every epoch runs the same compiled program);
+      ``state`` is donated.
     """
     replicated = NamedSharding(mesh, P())
     return jax.jit(
-        functools.partial(_train_step, loss_fn=loss_fn),
+        functools.partial(_train_step, loss_fn=loss_fn, preprocessing=preprocessing),
         donate_argnums=0,
         out_shardings=(replicated, replicated),
     )
 
 
-def _eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+def _eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, preprocessing: Preprocessing
+) -> dict[str, jax.Array]:
     """Eval-mode predictions and the log-probability of the given label."""
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats},
-        batch["image"],
+        preprocessing.eval_images(batch["image"]),
         train=False,
     )
     log_probs = jax.nn.log_softmax(logits)
@@ -237,14 +255,18 @@ def _eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.
 
 
 def make_eval_step(
-    mesh: jax.sharding.Mesh,
+    mesh: jax.sharding.Mesh, preprocessing: Preprocessing
 ) -> Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]]:
     """The jitted eval step; its per-example outputs are replicated on every device.
 
     Replicated outputs are readable from any process, which makes the host-side
-    bookkeeping the same on one host and on many.
+    bookkeeping the same on one host and on many. The batch holds uint8 images
+    (``Datasets.eval_batches``), normalised inside the step.
     """
-    return jax.jit(_eval_step, out_shardings=NamedSharding(mesh, P()))
+    return jax.jit(
+        functools.partial(_eval_step, preprocessing=preprocessing),
+        out_shardings=NamedSharding(mesh, P()),
+    )
 
 
 def _to_host(tree: Any) -> Any:
@@ -509,8 +531,8 @@ def train_and_evaluate(
         mesh=mesh,
     )
     loss_fn = losses.get(config.loss.name, **config_validation.loss_hparams(config))
-    train_step = make_train_step(loss_fn, mesh)
-    eval_step = make_eval_step(mesh)
+    train_step = make_train_step(loss_fn, mesh, datasets.preprocessing)
+    eval_step = make_eval_step(mesh, datasets.preprocessing)
 
     checkpointer = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"),
@@ -687,7 +709,7 @@ def _run_epoch(
     timed_from = None
     progress.restart_window()
     for batch in datasets.train_batches(epoch - 1, config.batch_size):
-        state, loss = train_step(state, batch)
+        state, loss = train_step(state, batch, epoch - 1)
         step_losses.append(loss)
         step = first_step + len(step_losses) - 1
         if timed_from is None:
