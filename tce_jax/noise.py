@@ -65,6 +65,7 @@ Python's `round` (half to even) defines every "round" above.
 """
 
 import dataclasses
+import math
 import numbers
 
 import jax
@@ -261,7 +262,7 @@ def _check_images(images, num_examples):
         )
     if array.dtype.kind not in "iuf":
         raise ValueError(f"images must be real numbers, got dtype {array.dtype}")
-    features = array.reshape(num_examples, -1)
+    features = array.reshape(num_examples, math.prod(array.shape[1:]))
     # In chunks: a boolean copy of a whole CIFAR split would be 150 MB.
     for start in range(0, num_examples, _INSTANCE_CHUNK):
         if not np.isfinite(features[start : start + _INSTANCE_CHUNK]).all():

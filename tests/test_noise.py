@@ -386,6 +386,12 @@ class InstanceNoiseTest(parameterized.TestCase):
         self.assertAlmostEqual(result.rate, mean_flip_rate, delta=0.015)
         self.assertAlmostEqual(result.rate, rate, delta=0.02)
 
+    def test_no_examples(self):
+        labels = np.zeros(0, dtype=np.int64)
+        result = self._corrupt(labels, np.zeros((0, 4, 4, 1)))
+        self.assertEqual(result.labels.shape, (0,))
+        self.assertEqual(result.rate, 0.0)
+
     def test_rate_zero_is_clean_not_the_truncated_normal_mean(self):
         labels = _clean_labels(2000)
         result = self._corrupt(labels, _images(labels), rate=0.0)
