@@ -61,6 +61,9 @@ def get_config() -> config_dict.ConfigDict:
     config.model = config_dict.ConfigDict()
     config.model.name = "resnet18"
     config.model.width_multiplier = 1.0
+    # Computation dtype, "float32" or "bfloat16" (for accelerators with bfloat16
+    # units); parameters, BatchNorm statistics, the loss and the optimiser stay
+    # float32 either way.
     config.model.dtype = "float32"
 
     config.optimizer = config_dict.ConfigDict()

@@ -19,7 +19,10 @@ import ml_collections
 from tce_jax import input_pipeline, losses, models
 
 SCHEDULES = ("constant", "piecewise", "cosine")
-DTYPES = ("float32", "bfloat16", "float16")
+# The model's computation dtype; parameters, BatchNorm statistics, logits, the
+# loss and the optimiser stay float32. float16 is not offered: its gradients
+# would need loss scaling, which the train step does not do.
+DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -161,7 +164,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         "a number > 0",
         model.width_multiplier,
     )
-    _require(model.dtype in DTYPES, "model.dtype", ", ".join(DTYPES), model.dtype)
+    _require(
+        model.dtype in DTYPES,
+        "model.dtype",
+        f"{', '.join(DTYPES)} (the computation dtype; parameters stay float32)",
+        model.dtype,
+    )
 
     _validate_loss(config.loss, loss_hparams(config))
 

@@ -479,6 +479,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         ({"model.name": "resnet7"}, "config.model.name"),
         ({"model.width_multiplier": 0.0}, "config.model.width_multiplier"),
         ({"model.dtype": "int8"}, "config.model.dtype"),
+        ({"model.dtype": "float16"}, "config.model.dtype"),
         ({"loss.name": "hinge"}, "config.loss.name"),
         ({"loss.q": 0.7}, "config.loss.q"),
         ({"loss.alpha": 1.5}, "config.loss"),
