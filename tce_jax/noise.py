@@ -319,13 +319,15 @@ def _corrupt_by_instance(rng, clean, features, num_classes, rate):
     noisy = clean.copy()
     classes = np.arange(num_classes)
     for label in range(num_classes):
-        projection = _standard_normal(rng.random((num_features, num_classes)))
         others = classes[classes != label]
+        # W[y] without column y: s_y = -inf is the same as leaving y out of
+        # the softmax.
+        projection = _standard_normal(rng.random((num_features, num_classes)))
+        projection = projection[:, others]
         flipping = np.flatnonzero(flips & (clean == label))
         for start in range(0, flipping.size, _INSTANCE_CHUNK):
             chunk = flipping[start : start + _INSTANCE_CHUNK]
-            # s_y = -inf is the same as leaving column y out of the softmax.
-            scores = features[chunk].astype(np.float64) @ projection[:, others]
+            scores = features[chunk].astype(np.float64) @ projection
             noisy[chunk] = others[_inverse_cdf(scores, target_draws[chunk])]
     return noisy
 
@@ -340,8 +342,18 @@ def _truncated_normal_flip_rates(uniforms, rate):
 
 
 def _standard_normal(uniforms):
-    """Standard normals by inverse CDF of [0, 1) draws moved off 0 by half a step."""
-    return special.ndtri(uniforms + 2.0**-54)
+    """Standard normals: the inverse normal CDF at the midpoints of the draws' grid.
+
+    `Generator.random` gives k / 2^53; the normal is taken at (k + 1/2) / 2^53,
+    never 0 or 1. The upper half goes through the symmetry of the CDF, from
+    the tail 1 - u - 2^-54 below 1/2, where it is exact (u + 2^-54 near 1
+    would round to 1).
+    """
+    half_step = 2.0**-54
+    lower = uniforms < 0.5
+    tail = np.where(lower, uniforms + half_step, (1.0 - uniforms) - half_step)
+    magnitude = special.ndtri(tail)
+    return np.where(lower, magnitude, -magnitude)
 
 
 def _inverse_cdf(scores, uniforms):

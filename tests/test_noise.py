@@ -330,8 +330,13 @@ def _xia_reference(key, labels, images, num_classes, rate):
     )
     flip_draws = rng.random(num_examples)
     target_draws = rng.random(num_examples)
-    projection = stats.norm.ppf(
-        rng.random((num_classes, features.shape[1], num_classes)) + 2.0**-54
+    # Normals at the midpoints (k + 1/2) / 2^53 of the uniform grid; the upper
+    # half as the negated normal of its mirror image below 1/2.
+    uniforms = rng.random((num_classes, features.shape[1], num_classes))
+    midpoints = uniforms + 2.0**-54
+    mirrored = (1 - uniforms) - 2.0**-54
+    projection = np.where(
+        uniforms < 0.5, stats.norm.ppf(midpoints), -stats.norm.ppf(mirrored)
     )
     noisy = np.array(labels)
     for i, label in enumerate(labels):
