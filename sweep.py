@@ -1,42 +1,210 @@
-"""Runs a grid of training runs, then writes its report.
+r"""Runs a grid of training runs, here or on a SLURM cluster, then writes its report.
 
     python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo
+    python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo \
+        --executor=slurm --slurm_partition=gpu --slurm_time_min=120
+    python3 sweep.py --workdir=runs/demo --status
 
 Stopped sweeps continue where they stopped when started again with the same
---workdir. Sweep config fields can be overridden like run configs, e.g.
---config.seeds='(0,)' or --config.overrides.num_epochs=4.
+--workdir: finished runs are skipped, unfinished ones resume from their
+checkpoints, runs running (or queued) elsewhere are left alone. Sweep config
+fields can be overridden like run configs, e.g. --config.seeds='(0,)' or
+--config.overrides.num_epochs=4.
+
+Executors: `local` (default) runs --jobs runs at a time on this machine and
+writes the report at the end. `slurm` submits the runs as one SLURM job array
+through submitit (one task per run, requeued on preemption or at the time
+limit, resuming from its checkpoint) and returns; follow it with --status, and
+run `python3 -m tce_jax.report --sweep_dir=DIR` when it is done (or pass --wait
+to wait and report). `submitit_local` is the slurm path on submitit's local
+executor, every run at once on this machine (tests and debugging). The SLURM
+settings come from the --slurm_* flags or from a `slurm` dict in the sweep
+config (keys: partition, time_min, cpus_per_task, gpus_per_task,
+array_parallelism, parameters); flags win.
 """
 
 import shlex
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from tce_jax import report, sweep
+from tce_jax import report, slurm, sweep
+
+EXECUTORS = {"local": None, "slurm": "slurm", "submitit_local": "local"}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (one dir per run).")
 _JOBS = flags.DEFINE_integer(
-    "jobs", None, "Runs at once; default: the config's `jobs`, 0 = from the cores."
+    "jobs",
+    None,
+    "Local executor: runs at once; default: the config's `jobs`, 0 = from the cores.",
 )
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Only list the runs and their launch commands."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_STATUS = flags.DEFINE_bool(
+    "status",
+    False,
+    "Only print which runs of --workdir are finished, running, queued, failed "
+    "(with the end of their logs) or missing; needs no --config.",
+)
+_EXECUTOR = flags.DEFINE_string(
+    "executor", "local", "Where runs run: " + ", ".join(EXECUTORS) + "."
+)
+_WAIT = flags.DEFINE_bool(
+    "wait",
+    False,
+    "slurm/submitit_local: wait for the jobs, then write the report.",
+)
+_SLURM_PARTITION = flags.DEFINE_string(
+    "slurm_partition", None, "SLURM partition (required with --executor=slurm)."
+)
+_SLURM_TIME_MIN = flags.DEFINE_integer(
+    "slurm_time_min",
+    None,
+    "Time limit of each run's task in minutes (required with slurm and "
+    "submitit_local); a run that needs longer is requeued and resumes.",
+)
+_SLURM_CPUS = flags.DEFINE_integer(
+    "slurm_cpus_per_task", None, "CPUs of each run (default 1)."
+)
+_SLURM_GPUS = flags.DEFINE_integer(
+    "slurm_gpus_per_task", None, "GPUs of each run (default 0)."
+)
+_SLURM_PARALLELISM = flags.DEFINE_integer(
+    "slurm_array_parallelism",
+    None,
+    "Runs of the job array running at once (default: SLURM's limit).",
+)
+_SLURM_PARAMETER = flags.DEFINE_multi_string(
+    "slurm_parameter",
+    [],
+    "Further sbatch option as KEY=VALUE (e.g. account=abc, qos=high, mem=16G); "
+    "repeat the flag for several.",
+)
+
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """Bad command-line input; the message names the flag and what is allowed."""
+
+
+def _slurm_flag_settings() -> dict:
+    """{Resources field: value} of the --slurm_* flags that were given."""
+    holders = {
+        "partition": _SLURM_PARTITION,
+        "time_min": _SLURM_TIME_MIN,
+        "cpus_per_task": _SLURM_CPUS,
+        "gpus_per_task": _SLURM_GPUS,
+        "array_parallelism": _SLURM_PARALLELISM,
+    }
+    settings = {name: flag.value for name, flag in holders.items() if flag.present}
+    if _SLURM_PARAMETER.present:
+        parameters = {}
+        for item in _SLURM_PARAMETER.value:
+            key, equals, value = item.partition("=")
+            if not (key and equals):
+                raise _UsageError(
+                    f"--slurm_parameter={item}: allowed: KEY=VALUE, e.g. account=abc"
+                )
+            parameters[key] = value
+        settings["parameters"] = parameters
+    return settings
+
+
+def _check_flags() -> None:
+    if _EXECUTOR.value not in EXECUTORS:
+        raise _UsageError(
+            f"--executor={_EXECUTOR.value}: allowed: " + ", ".join(EXECUTORS)
+        )
+    if _WORKDIR.value is None:
+        raise _UsageError("--workdir: required (the sweep directory)")
+    if not _STATUS.value and _CONFIG.value is None:
+        raise _UsageError("--config: required (a sweep config in configs/sweeps/)")
+    submits = EXECUTORS[_EXECUTOR.value] is not None
+    slurm_flags = (
+        _SLURM_PARTITION,
+        _SLURM_TIME_MIN,
+        _SLURM_CPUS,
+        _SLURM_GPUS,
+        _SLURM_PARALLELISM,
+        _SLURM_PARAMETER,
+    )
+    for flag in slurm_flags:
+        if flag.present and not submits:
+            raise _UsageError(
+                f"--{flag.name}: only allowed with --executor=slurm or submitit_local"
+            )
+    if _JOBS.present and submits:
+        raise _UsageError("--jobs: only allowed with --executor=local")
+    if _WAIT.present and not submits:
+        raise _UsageError(
+            "--wait: only allowed with --executor=slurm or submitit_local"
+        )
+
+
+def _print_status() -> int:
+    try:
+        statuses = sweep.sweep_status(
+            _WORKDIR.value, queued=slurm.queued_runs(_WORKDIR.value)
+        )
+    except FileNotFoundError:
+        raise _UsageError(
+            f"--workdir={_WORKDIR.value}: not a sweep dir (it has no sweep.json)"
+        ) from None
+    print(f"sweep {_WORKDIR.value}: {sweep.format_status(statuses)}")
+    return 0
+
+
+def _run(config) -> int:
+    cluster = EXECUTORS[_EXECUTOR.value]
+    if cluster is None:
+        outcome = sweep.run_sweep(config, _WORKDIR.value, jobs=_JOBS.value)
+    else:
+        try:
+            resources = slurm.resources_from(
+                config.get("slurm"), _slurm_flag_settings(), cluster=cluster
+            )
+        except slurm.ResourceError as error:
+            raise _UsageError(str(error)) from None
+        outcome = slurm.submit_sweep(
+            config,
+            _WORKDIR.value,
+            cluster=cluster,
+            resources=resources,
+            wait=_WAIT.value,
+        )
+        if outcome.submitted and not _WAIT.value:
+            here = shlex.quote(_WORKDIR.value)
+            print(
+                f"follow with: python3 sweep.py --workdir={here} --status\n"
+                f"when done:   python3 -m tce_jax.report --sweep_dir={here}",
+                flush=True,
+            )
+            return 0
+    report.write_report(_WORKDIR.value)
+    return 0 if outcome.ok else 1
 
 
 def main(argv):
     del argv
-    config = _CONFIG.value
-    if _DRY_RUN.value:
-        for run in sweep.expand_grid(config):
-            print(run.rel_dir)
-            command = sweep.launch_command(config.base_config, run, run.rel_dir)
-            print("  " + shlex.join(command))
-        return 0
-    outcome = sweep.run_sweep(config, _WORKDIR.value, jobs=_JOBS.value)
-    report.write_report(_WORKDIR.value)
-    return 0 if outcome.ok else 1
+    try:
+        _check_flags()
+        if _STATUS.value:
+            return _print_status()
+        config = _CONFIG.value
+        if _DRY_RUN.value:
+            for run in sweep.expand_grid(config):
+                print(run.rel_dir)
+                command = sweep.launch_command(config.base_config, run, run.rel_dir)
+                print("  " + shlex.join(command))
+            return 0
+        return _run(config)
+    except _UsageError as error:
+        print(f"sweep.py: {error}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

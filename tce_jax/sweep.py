@@ -18,11 +18,18 @@ so any run can be repeated by hand with the command saved in its directory
 ``summary.json`` are skipped; unfinished ones are started again in the same
 directory and resume from their checkpoints. A failing run is recorded in its
 ``error.txt`` and the sweep goes on.
+
+Whoever supervises a run (a thread of the local sweep, or a cluster job, see
+``slurm``) touches its ``heartbeat`` file while launch.py runs: a fresh
+heartbeat means the run is in progress somewhere, so another sweep process does
+not start it a second time, and ``sweep_status`` can tell running runs from
+stopped ones on either executor.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -32,6 +39,7 @@ import os
 import pathlib
 import queue
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -52,13 +60,22 @@ COMMAND_FILE = "command.sh"
 LOG_FILE = "log.txt"
 ERROR_FILE = "error.txt"
 TIMING_FILE = "timing.jsonl"
+HEARTBEAT_FILE = "heartbeat"
 SWEEP_INFO_FILE = "sweep.json"
 
+# A supervised run's heartbeat file is touched this often; one older than
+# HEARTBEAT_STALE_SECONDS means nobody runs it any more (killed, node lost,
+# sweep interrupted). The margin allows for clock skew on shared filesystems.
+HEARTBEAT_SECONDS = 20.0
+HEARTBEAT_STALE_SECONDS = 90.0
+
 # Progress lines must show up at once even when stdout is a file or a pipe.
-_print_now = functools.partial(print, flush=True)
+print_now = functools.partial(print, flush=True)
 
 # Lines of a failed run's log kept in its error.txt and echoed to the console.
 _ERROR_TAIL_LINES = 25
+# Lines of a failed run's log that the status shows.
+_STATUS_TAIL_LINES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +324,38 @@ def is_finished(run_dir: pathlib.Path) -> bool:
     return (run_dir / SUMMARY_FILE).exists()
 
 
+def is_running(run_dir: pathlib.Path) -> bool:
+    """Whether a supervisor (on any host) has touched the run's heartbeat lately."""
+    try:
+        age = time.time() - (run_dir / HEARTBEAT_FILE).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age < HEARTBEAT_STALE_SECONDS
+
+
+@contextlib.contextmanager
+def heartbeat(run_dir: pathlib.Path, every: float = HEARTBEAT_SECONDS):
+    """Keeps run_dir/heartbeat fresh (host and pid inside) while the block runs."""
+    path = run_dir / HEARTBEAT_FILE
+    stop = threading.Event()
+    text = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n"
+
+    def beat():
+        while True:
+            path.write_text(text)
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
 def epochs_done(run_dir: pathlib.Path) -> int:
     """Epochs recorded in metrics.jsonl (0 if none yet)."""
     try:
@@ -401,7 +450,14 @@ def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
                 cwd=REPO_ROOT,
                 preexec_fn=pin_to_cores,
             )
-            _, status, usage = os.wait4(process.pid, 0)
+            try:
+                _, status, usage = os.wait4(process.pid, 0)
+            except BaseException:
+                # Interrupted (Ctrl-C, or a cluster job exiting to be requeued):
+                # launch.py must not go on writing the run dir unsupervised.
+                process.kill()
+                process.wait()
+                raise
         code = os.waitstatus_to_exitcode(status)
         timing = {
             "exit_code": code,
@@ -416,11 +472,41 @@ def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
     return run_launch
 
 
+def run_once(
+    run: Run, run_dir: pathlib.Path, runner: Runner, cores: tuple[int, ...]
+) -> int:
+    """Trains one run to its end under a heartbeat; records a failure in error.txt.
+
+    Returns:
+      The runner's exit code; -1 if it raised, -2 if it exited cleanly without
+      writing the summary.
+    """
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    with heartbeat(run_dir):
+        try:
+            code = runner(run, run_dir, cores)
+        except Exception as error:
+            code = -1
+            with open(run_dir / LOG_FILE, "a") as run_log:
+                run_log.write(f"runner raised {error!r}\n")
+    if code == 0 and not is_finished(run_dir):
+        code = -2  # Exited cleanly without a summary: treat as failed.
+    if code != 0:
+        (run_dir / ERROR_FILE).write_text(f"exit code {code}\n{_log_tail(run_dir)}\n")
+    return code
+
+
 @dataclasses.dataclass
 class SweepOutcome:
-    """What happened to each run of a sweep (lists of rel_dirs)."""
+    """What happened to each run of a sweep (lists of rel_dirs).
+
+    ``busy`` runs were left alone: running elsewhere (fresh heartbeat) or, on
+    a cluster, waiting in its queue. ``submitted`` runs went to a cluster.
+    """
 
     skipped: list[str] = dataclasses.field(default_factory=list)
+    busy: list[str] = dataclasses.field(default_factory=list)
+    submitted: list[str] = dataclasses.field(default_factory=list)
     finished: list[str] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
 
@@ -521,40 +607,50 @@ def _log_tail(run_dir: pathlib.Path, lines: int = _ERROR_TAIL_LINES) -> str:
         return ""
 
 
-def run_sweep(
+@dataclasses.dataclass
+class SweepPlan:
+    """A sweep's grid and which of its runs are to be run now.
+
+    Attributes:
+      sweep_dir: absolute root of the run dirs.
+      base_config_path: the sweep config's base run config.
+      runs: the whole grid.
+      pending: the runs to start (their dirs and datasets are ready).
+      outcome: ``skipped`` and ``busy`` filled in; the rest is for the executor.
+    """
+
+    sweep_dir: pathlib.Path
+    base_config_path: str
+    runs: list[Run]
+    pending: list[Run]
+    outcome: SweepOutcome
+
+
+def plan_sweep(
     sweep_config: ml_collections.ConfigDict,
     sweep_dir: str | os.PathLike,
     *,
-    jobs: int | None = None,
-    runner: Runner | None = None,
+    busy: Callable[[pathlib.Path], bool] = is_running,
     preparer: Preparer = prepare_dataset,
-    log: Callable[[str], None] = _print_now,
-    heartbeat_seconds: float = 60.0,
-) -> SweepOutcome:
-    """Runs every unfinished run of the grid, `jobs` at a time.
+    log: Callable[[str], None] = print_now,
+) -> SweepPlan:
+    """Records the grid in sweep.json and readies the runs left to do.
+
+    Shared by every executor: finished runs are skipped, busy ones left alone,
+    the others get their run dir (run.json, config.json, command.sh) and their
+    datasets are prepared once, here, rather than by each run.
 
     Args:
       sweep_config: see the module docstring.
-      sweep_dir: root of the run dirs; sweep.json there records the grid.
-      jobs: runs at once; None uses sweep_config.jobs, 0 picks from the cores.
-      runner: trains one run (default: launch.py subprocesses); tests pass fakes.
-      preparer: prepares each dataset of the unfinished runs first.
+      sweep_dir: root of the run dirs.
+      busy: whether a run dir is being run or queued elsewhere.
+      preparer: prepares each dataset of the pending runs.
       log: progress sink.
-      heartbeat_seconds: how often to print the epochs of running runs.
-
-    Returns:
-      Which runs were skipped (already finished), finished and failed.
     """
     sweep_dir = pathlib.Path(sweep_dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     base_config_path = sweep_config.base_config
     runs = expand_grid(sweep_config)
-    if jobs is None:
-        jobs = sweep_config.get("jobs", 0)
-    jobs = min(jobs or default_jobs(), len(runs))
-    runner = runner or subprocess_runner(base_config_path)
-    num_epochs = resolve_config(base_config_path, runs[0].overrides).num_epochs
-
     (sweep_dir / SWEEP_INFO_FILE).write_text(
         json.dumps(
             {
@@ -572,12 +668,17 @@ def run_sweep(
         run_dir = sweep_dir / run.rel_dir
         if is_finished(run_dir):
             outcome.skipped.append(run.rel_dir)
+        elif busy(run_dir):
+            outcome.busy.append(run.rel_dir)
         else:
             prepare_run_dir(base_config_path, run, run_dir)
             pending.append(run)
+    busy_text = (
+        f", {len(outcome.busy)} running or queued elsewhere" if outcome.busy else ""
+    )
     log(
         f"sweep {sweep_dir}: {len(runs)} runs, {len(outcome.skipped)} already "
-        f"finished, {len(pending)} to run, {jobs} at a time"
+        f"finished{busy_text}, {len(pending)} to run"
     )
     data_dirs = {
         run.dataset: resolve_config(base_config_path, run.overrides).data.data_dir
@@ -586,9 +687,56 @@ def run_sweep(
     for dataset, data_dir in data_dirs.items():
         if preparer(dataset, data_dir) != 0:
             log(f"preparing {dataset} failed; its runs will fail too")
+    return SweepPlan(sweep_dir, base_config_path, runs, pending, outcome)
+
+
+def log_failure(run_dir: pathlib.Path, log: Callable[[str], None]) -> None:
+    """Logs a failed run's error.txt: its exit code and the end of its log."""
+    try:
+        error = (run_dir / ERROR_FILE).read_text().rstrip()
+    except FileNotFoundError:
+        error = "(no error.txt)"
+    log(f"  {run_dir}: {error}")
+
+
+def run_sweep(
+    sweep_config: ml_collections.ConfigDict,
+    sweep_dir: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    runner: Runner | None = None,
+    preparer: Preparer = prepare_dataset,
+    log: Callable[[str], None] = print_now,
+    heartbeat_seconds: float = 60.0,
+) -> SweepOutcome:
+    """Runs every unfinished run of the grid on this machine, `jobs` at a time.
+
+    Args:
+      sweep_config: see the module docstring.
+      sweep_dir: root of the run dirs; sweep.json there records the grid.
+      jobs: runs at once; None uses sweep_config.jobs, 0 picks from the cores.
+      runner: trains one run (default: launch.py subprocesses); tests pass fakes.
+      preparer: prepares each dataset of the unfinished runs first.
+      log: progress sink.
+      heartbeat_seconds: how often to print the epochs of running runs.
+
+    Returns:
+      Which runs were skipped (already finished, or busy elsewhere), finished
+      and failed.
+    """
+    plan = plan_sweep(sweep_config, sweep_dir, preparer=preparer, log=log)
+    sweep_dir, outcome = plan.sweep_dir, plan.outcome
+    if jobs is None:
+        jobs = sweep_config.get("jobs", 0)
+    jobs = min(jobs or default_jobs(), len(plan.runs))
+    runner = runner or subprocess_runner(plan.base_config_path)
+    num_epochs = resolve_config(
+        plan.base_config_path, plan.runs[0].overrides
+    ).num_epochs
+    log(f"  {jobs} at a time")
     progress = _Progress(
-        len(runs),
-        len(outcome.skipped),
+        len(plan.runs),
+        len(outcome.skipped) + len(outcome.busy),
         jobs,
         log,
         fraction_done=lambda rel_dir: epochs_done(sweep_dir / rel_dir) / num_epochs,
@@ -601,22 +749,13 @@ def run_sweep(
         run_dir = sweep_dir / run.rel_dir
         cores = free_cores.get()
         try:
-            (run_dir / ERROR_FILE).unlink(missing_ok=True)
             progress.start(run.rel_dir, epochs_done(run_dir))
-            try:
-                code = runner(run, run_dir, cores)
-            except Exception as error:
-                code = -1
-                with open(run_dir / LOG_FILE, "a") as run_log:
-                    run_log.write(f"runner raised {error!r}\n")
-            if code == 0 and not is_finished(run_dir):
-                code = -2  # Exited cleanly without a summary: treat as failed.
-            return run, code
+            return run, run_once(run, run_dir, runner, cores)
         finally:
             free_cores.put(cores)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(execute, run) for run in pending}
+        futures = {pool.submit(execute, run) for run in plan.pending}
         while futures:
             done, futures = concurrent.futures.wait(
                 futures,
@@ -625,16 +764,13 @@ def run_sweep(
             )
             for future in done:
                 run, code = future.result()
-                run_dir = sweep_dir / run.rel_dir
                 if code == 0:
                     outcome.finished.append(run.rel_dir)
                     progress.end(run.rel_dir, "done")
                 else:
                     outcome.failed.append(run.rel_dir)
-                    tail = _log_tail(run_dir)
-                    (run_dir / ERROR_FILE).write_text(f"exit code {code}\n{tail}\n")
                     progress.end(run.rel_dir, f"FAILED (exit code {code})")
-                    log(f"  last lines of {run_dir / LOG_FILE}:\n{tail}")
+                    log_failure(sweep_dir / run.rel_dir, log)
             if not done and progress.running:
                 states = ", ".join(
                     f"{rel_dir} epoch {epochs_done(sweep_dir / rel_dir)}/{num_epochs}"
@@ -644,3 +780,97 @@ def run_sweep(
     if outcome.failed:
         log(f"{len(outcome.failed)} run(s) failed: " + ", ".join(outcome.failed))
     return outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+    """Where one run of a sweep stands.
+
+    Attributes:
+      rel_dir: the run dir, relative to the sweep dir.
+      state: "finished", "running", "queued" (waiting in a cluster's queue),
+        "failed" (an exit status was recorded, or the run stopped without one:
+        killed, node lost, sweep interrupted) or "missing" (never started).
+      detail: one line about it (progress, exit code, job id).
+      log_tail: the last lines of a failed run's log.
+    """
+
+    rel_dir: str
+    state: str
+    detail: str = ""
+    log_tail: str = ""
+
+
+STATES = ("finished", "running", "queued", "failed", "missing")
+
+
+def _progress_text(run_dir: pathlib.Path) -> str:
+    try:
+        num_epochs = json.loads((run_dir / CONFIG_FILE).read_text())["num_epochs"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        num_epochs = "?"
+    return f"epoch {epochs_done(run_dir)}/{num_epochs}"
+
+
+def run_status(
+    sweep_dir: pathlib.Path, rel_dir: str, queued: Mapping[str, str]
+) -> RunStatus:
+    """The status of one run from its files (and the cluster's queue)."""
+    run_dir = sweep_dir / rel_dir
+    if is_finished(run_dir):
+        return RunStatus(rel_dir, "finished")
+    if is_running(run_dir):
+        try:
+            where = json.loads((run_dir / HEARTBEAT_FILE).read_text())
+            host = f" on {where['host']} (pid {where['pid']})"
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            host = ""  # Rewritten or removed just now.
+        return RunStatus(rel_dir, "running", _progress_text(run_dir) + host)
+    if rel_dir in queued:
+        return RunStatus(rel_dir, "queued", queued[rel_dir])
+    if (run_dir / ERROR_FILE).exists():
+        exit_line = (run_dir / ERROR_FILE).read_text().split("\n", 1)[0]
+        detail = f"{exit_line}, after {_progress_text(run_dir)}"
+    elif any(
+        (run_dir / name).exists() for name in (LOG_FILE, METRICS_FILE, HEARTBEAT_FILE)
+    ):
+        detail = (
+            f"stopped without an exit status after {_progress_text(run_dir)} "
+            "(killed, node lost or sweep interrupted)"
+        )
+    else:
+        return RunStatus(rel_dir, "missing", "not started")
+    return RunStatus(rel_dir, "failed", detail, _log_tail(run_dir, _STATUS_TAIL_LINES))
+
+
+def sweep_status(
+    sweep_dir: str | os.PathLike, *, queued: Mapping[str, str] | None = None
+) -> list[RunStatus]:
+    """The status of every run of the grid recorded in the sweep dir's sweep.json.
+
+    Args:
+      sweep_dir: a sweep dir, of either executor.
+      queued: {rel_dir: description} of runs waiting in a cluster's queue.
+
+    Raises:
+      FileNotFoundError: the directory holds no sweep.json.
+    """
+    sweep_dir = pathlib.Path(sweep_dir).resolve()
+    info_path = sweep_dir / SWEEP_INFO_FILE
+    if not info_path.exists():
+        raise FileNotFoundError(f"{sweep_dir} has no {SWEEP_INFO_FILE}")
+    rel_dirs = json.loads(info_path.read_text())["runs"]
+    return [run_status(sweep_dir, rel_dir, queued or {}) for rel_dir in rel_dirs]
+
+
+def format_status(statuses: Sequence[RunStatus]) -> str:
+    """The status as text: a count per state, then one line per run."""
+    counts = ", ".join(
+        f"{sum(s.state == state for s in statuses)} {state}" for state in STATES
+    )
+    lines = [f"{len(statuses)} runs: {counts}"]
+    width = max((len(s.rel_dir) for s in statuses), default=0)
+    for status in sorted(statuses, key=lambda s: STATES.index(s.state)):
+        lines.append(f"{status.state:<9} {status.rel_dir:<{width}}  {status.detail}")
+        lines += [f"          | {line}" for line in status.log_tail.splitlines()]
+    return "\n".join(line.rstrip() for line in lines)

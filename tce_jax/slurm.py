@@ -1,0 +1,303 @@
+"""Sweeps on a SLURM cluster through submitit: one job-array task per run.
+
+``submit_sweep`` readies the grid like a local sweep (``sweep.plan_sweep``:
+finished runs skipped, run dirs and datasets prepared) and submits the runs
+left as one submitit job array. Each task is a ``RunJob``: it trains its run
+with the same ``launch.py`` command and log files as the local sweep
+(``sweep.run_once``), on the CPUs SLURM gave it. ``RunJob`` is a
+``submitit.helpers.Checkpointable``: on preemption or at the time limit SLURM
+signals the task, submitit requeues the same RunJob, and launch.py resumes from
+the run's last checkpoint (at most the epoch in progress is lost). Requeues
+after a time limit stop after ``MAX_TIMEOUT_REQUEUES``; preempted tasks are
+always requeued.
+
+Each submitted run records its job in ``job.json``; submitting again skips
+finished runs, runs running anywhere (fresh heartbeat) and runs whose SLURM job
+has not ended (queued, requeued, starting), so a resubmission never runs a run
+twice. The same
+code runs on submitit's local executor (``cluster="local"``: every run at once,
+on this machine), which is how the tests exercise it without a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import submitit
+
+from tce_jax import sweep
+
+# submitit clusters this module submits to.
+CLUSTERS = ("slurm", "local")
+JOB_FILE = "job.json"
+SUBMITIT_DIR = "submitit"
+# Requeues after hitting the time limit (submitit's max_num_timeout); a run
+# that needs more should ask for more time.
+MAX_TIMEOUT_REQUEUES = 3
+# SLURM job states of a job that has not ended: its run must not be submitted
+# again. (A running run also has a fresh heartbeat, except while it starts.)
+_ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "CONFIGURING",
+        "RESIZING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+    }
+)
+
+
+class ResourceError(ValueError):
+    """A SLURM setting is missing or invalid; the message names the flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What each run's task asks SLURM for.
+
+    Attributes:
+      partition: SLURM partition (required on SLURM).
+      time_min: time limit of each task, minutes; a run that needs longer is
+        requeued and resumes from its checkpoint.
+      cpus_per_task: CPUs of each run (launch.py's threads are sized to them).
+      gpus_per_task: GPUs of each run.
+      array_parallelism: runs of the array running at once (None: no limit
+        but SLURM's).
+      parameters: further ``#SBATCH --key=value`` lines (account, qos, mem...).
+    """
+
+    partition: str | None = None
+    time_min: int | None = None
+    cpus_per_task: int = 1
+    gpus_per_task: int = 0
+    array_parallelism: int | None = None
+    parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# Resources field -> the sweep.py flag that sets it (sweep config key: the field).
+FLAG_NAMES = {
+    "partition": "slurm_partition",
+    "time_min": "slurm_time_min",
+    "cpus_per_task": "slurm_cpus_per_task",
+    "gpus_per_task": "slurm_gpus_per_task",
+    "array_parallelism": "slurm_array_parallelism",
+    "parameters": "slurm_parameter",
+}
+
+
+def resources_from(
+    sweep_settings: Mapping[str, Any] | None,
+    flag_settings: Mapping[str, Any],
+    *,
+    cluster: str,
+) -> Resources:
+    """Resources from the sweep config's ``slurm`` dict, overridden by flags.
+
+    Args:
+      sweep_settings: the sweep config's optional ``slurm`` field.
+      flag_settings: {Resources field: value} of the flags that were given.
+      cluster: "slurm" or "local".
+
+    Raises:
+      ResourceError: an unknown key, a value out of range, or a setting SLURM
+        needs that is missing; the message names the flag.
+    """
+    settings = dict(sweep_settings or {})
+    for key in settings:
+        if key not in FLAG_NAMES:
+            raise ResourceError(
+                f"slurm.{key} in the sweep config: unknown; allowed: "
+                + ", ".join(FLAG_NAMES)
+            )
+    settings.update(flag_settings)
+    if "parameters" in settings:
+        settings["parameters"] = dict(settings["parameters"])
+    resources = Resources(**settings)
+    required = ("partition", "time_min") if cluster == "slurm" else ("time_min",)
+    for name in required:
+        if getattr(resources, name) is None:
+            raise ResourceError(
+                f"--{FLAG_NAMES[name]}: required with --executor="
+                f"{'slurm' if cluster == 'slurm' else 'submitit_local'} (or "
+                f"slurm.{name} in the sweep config)"
+            )
+    for name in ("time_min", "cpus_per_task", "array_parallelism"):
+        value = getattr(resources, name)
+        if value is not None and value < 1:
+            raise ResourceError(f"--{FLAG_NAMES[name]}: got {value}; allowed: >= 1")
+    if resources.gpus_per_task < 0:
+        raise ResourceError(
+            f"--slurm_gpus_per_task: got {resources.gpus_per_task}; allowed: >= 0"
+        )
+    return resources
+
+
+def make_executor(
+    folder: pathlib.Path, *, cluster: str, resources: Resources, name: str
+) -> submitit.AutoExecutor:
+    """A submitit executor for one-task, one-node jobs with these resources."""
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster=cluster, slurm_max_num_timeout=MAX_TIMEOUT_REQUEUES
+    )
+    executor.update_parameters(
+        name=name,
+        timeout_min=resources.time_min,
+        nodes=1,
+        tasks_per_node=1,
+        cpus_per_task=resources.cpus_per_task,
+        gpus_per_node=resources.gpus_per_task,
+        slurm_partition=resources.partition,
+        slurm_array_parallelism=resources.array_parallelism,
+        slurm_additional_parameters=dict(resources.parameters),
+    )
+    return executor
+
+
+class RunFailedError(RuntimeError):
+    """A run's launch.py failed; the message names its error.txt."""
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """One run of the grid as a submitit job, requeued as is when interrupted.
+
+    submitit's default ``checkpoint`` resubmits this same object: launch.py
+    keeps the run's state in its checkpoints, so the requeued job resumes it.
+    """
+
+    def __init__(self, run: sweep.Run, run_dir: pathlib.Path, runner: sweep.Runner):
+        self.run = run
+        self.run_dir = run_dir
+        self.runner = runner
+
+    def __call__(self) -> str:
+        # The CPUs this task may use: SLURM's allocation, as the CPU affinity.
+        cores = tuple(sweep.available_cpus())
+        code = sweep.run_once(self.run, self.run_dir, self.runner, cores)
+        if code != 0:
+            raise RunFailedError(
+                f"{self.run.rel_dir}: exit code {code}; see "
+                f"{self.run_dir / sweep.ERROR_FILE}"
+            )
+        return self.run.rel_dir
+
+
+def queued_runs(sweep_dir: str | os.PathLike) -> dict[str, str]:
+    """{rel_dir: "slurm job <id> <STATE>"} of the runs whose SLURM job has not ended.
+
+    One ``sacct`` call covers every recorded job (submitit's watcher batches
+    the jobs created before the first query). Jobs of submitit's local executor
+    never wait, so only SLURM jobs are asked about.
+    """
+    sweep_dir = pathlib.Path(sweep_dir).resolve()
+    jobs = {}
+    for path in sorted(sweep_dir.rglob(JOB_FILE)):
+        record = json.loads(path.read_text())
+        if record["cluster"] == "slurm":
+            rel_dir = path.parent.relative_to(sweep_dir).as_posix()
+            jobs[rel_dir] = submitit.SlurmJob(record["folder"], record["job_id"])
+    queued = {}
+    for rel_dir, job in jobs.items():
+        state = job.state.upper()
+        if state in _ACTIVE_STATES:
+            queued[rel_dir] = f"slurm job {job.job_id} {state}"
+    return queued
+
+
+def submit_sweep(
+    sweep_config: ml_collections.ConfigDict,
+    sweep_dir: str | os.PathLike,
+    *,
+    cluster: str,
+    resources: Resources,
+    wait: bool,
+    runner: sweep.Runner | None = None,
+    preparer: sweep.Preparer = sweep.prepare_dataset,
+    log: Callable[[str], None] = sweep.print_now,
+) -> sweep.SweepOutcome:
+    """Submits every run left to do as one job array; optionally waits for them.
+
+    Args:
+      sweep_config: see ``sweep``.
+      sweep_dir: root of the run dirs, on a filesystem the nodes share.
+      cluster: "slurm", or "local" for submitit's local executor.
+      resources: what each task asks for.
+      wait: wait for every job and fill in finished/failed; else return once
+        submitted (follow with ``sweep.py --status``).
+      runner: trains one run inside its job (default: launch.py); tests pass
+        fakes.
+      preparer: prepares each dataset of the pending runs, before submitting.
+      log: progress sink.
+
+    Returns:
+      Runs skipped (finished), busy (running or queued), submitted and, when
+      waiting, finished and failed.
+    """
+    sweep_root = pathlib.Path(sweep_dir).resolve()
+    queued = queued_runs(sweep_root)
+
+    def busy(run_dir: pathlib.Path) -> bool:
+        rel_dir = run_dir.relative_to(sweep_root).as_posix()
+        return sweep.is_running(run_dir) or rel_dir in queued
+
+    plan = sweep.plan_sweep(
+        sweep_config, sweep_dir, busy=busy, preparer=preparer, log=log
+    )
+    outcome = plan.outcome
+    if not plan.pending:
+        return outcome
+    # One folder for every job: submitit names its files by job id.
+    folder = plan.sweep_dir / SUBMITIT_DIR
+    executor = make_executor(
+        folder, cluster=cluster, resources=resources, name=f"tce_{plan.sweep_dir.name}"
+    )
+    runner = runner or sweep.subprocess_runner(plan.base_config_path)
+    run_dirs = [plan.sweep_dir / run.rel_dir for run in plan.pending]
+    jobs = executor.submit_array(
+        [
+            RunJob(run, run_dir, runner)
+            for run, run_dir in zip(plan.pending, run_dirs, strict=True)
+        ]
+    )
+    for job, run_dir in zip(jobs, run_dirs, strict=True):
+        record = {"cluster": cluster, "job_id": job.job_id, "folder": str(folder)}
+        (run_dir / JOB_FILE).write_text(json.dumps(record) + "\n")
+    outcome.submitted = [run.rel_dir for run in plan.pending]
+    log(
+        f"submitted {len(jobs)} run(s) to {cluster}: jobs "
+        f"{_job_ids_text(jobs)}; submitit logs in {plan.sweep_dir / SUBMITIT_DIR}"
+    )
+    if not wait:
+        return outcome
+    rel_dirs = {
+        job.job_id: run.rel_dir for job, run in zip(jobs, plan.pending, strict=True)
+    }
+    done = len(outcome.skipped)
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
+        rel_dir = rel_dirs[job.job_id]
+        done += 1
+        if job.exception() is None:
+            outcome.finished.append(rel_dir)
+            log(f"[{done}/{len(plan.runs)}] done {rel_dir}")
+        else:
+            outcome.failed.append(rel_dir)
+            log(f"[{done}/{len(plan.runs)}] FAILED {rel_dir}")
+            sweep.log_failure(plan.sweep_dir / rel_dir, log)
+    return outcome
+
+
+def _job_ids_text(jobs: Sequence[submitit.Job]) -> str:
+    """'1234_[0-9]' for a SLURM array, the ids one by one otherwise."""
+    arrays = {job.job_id.split("_")[0] for job in jobs}
+    if len(arrays) == 1 and "_" in jobs[0].job_id:
+        return f"{arrays.pop()}_[0-{len(jobs) - 1}]"
+    return ", ".join(job.job_id for job in jobs)
