@@ -282,7 +282,7 @@ def submit_sweep(
         job.job_id: run.rel_dir for job, run in zip(jobs, plan.pending, strict=True)
     }
     done = len(outcome.skipped)
-    for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
         rel_dir = rel_dirs[job.job_id]
         done += 1
         if job.exception() is None:

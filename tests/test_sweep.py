@@ -653,7 +653,7 @@ def get_config():
         "data": {"train_subset": 64},
         "model": {"width_multiplier": 0.25},
         "batch_size": 32,
-        "eval_batch_size": 2000,
+        "eval_batch_size": 1000,
         "num_epochs": 1,
     }
     config.datasets = ("fashion_mnist",)
@@ -673,14 +673,13 @@ def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
     config_path = tmp_path / "tiny_sweep.py"
     config_path.write_text(TINY_SWEEP)
     sweep_dir = tmp_path / "sweep"
-    args = (
+    result = _sweep_py(
         f"--config={config_path}",
         f"--workdir={sweep_dir}",
         "--executor=submitit_local",
         "--slurm_time_min=10",
         "--wait",
     )
-    result = _sweep_py(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = report.collect(sweep_dir)
     assert [row["loss"] for row in rows] == ["ce", "tce"]
@@ -693,7 +692,14 @@ def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
         assert "Resumed" not in (run_dir / sweep.LOG_FILE).read_text()
         assert json.loads((run_dir / sweep.TIMING_FILE).read_text())["exit_code"] == 0
 
-    result = _sweep_py(*args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 runs, 2 already finished, 0 to run" in result.stdout
-    assert "submitted" not in result.stdout
+    # Resubmitted: nothing is left to run, so nothing is submitted.
+    outcome = slurm.submit_sweep(
+        sweep.load_config_file(config_path),
+        sweep_dir,
+        cluster="local",
+        resources=LOCAL_JOBS,
+        wait=True,
+        preparer=no_preparation,
+        log=print,
+    )
+    assert len(outcome.skipped) == 2 and not outcome.submitted
