@@ -1,12 +1,14 @@
 """launch.py --multihost for real: two processes on this machine as one job.
 
 Two launch.py processes with one CPU device each join through jax.distributed
-over localhost (Gloo collectives) and train test_launch's tiny cpu_smoke run
-on the synthetic data; a single process with two emulated devices trains the
-same run as the reference. Process 1 runs under an audit hook that fails it on
-any file write in the workdir outside ``checkpoints/``: only process 0 writes
-the run's files. Checkpoints are orbax's joint work: process 0 writes the
-replicated train state and every process adds its own array metadata.
+over localhost (Gloo collectives), once told the coordinator by flags and once
+as under srun (from SLURM's variables, which jax reads), and train
+test_launch's tiny cpu_smoke run on the synthetic data; a single process with
+two emulated devices trains the same run as the reference. Process 1 runs
+under an audit hook that fails it on any file write in the workdir outside
+``checkpoints/``: only process 0 writes the run's files. Checkpoints are
+orbax's joint work: process 0 writes the replicated train state and every
+process adds its own array metadata.
 """
 
 import json
@@ -55,10 +57,27 @@ _forbid_writes(sys.argv[-1].removeprefix("--workdir="))
 TIMEOUT_SECONDS = 120
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
+def _free_port(candidates=(0,)):
+    """A free localhost port, the first free one of `candidates` (0: any)."""
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("localhost", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def _slurm_environment(job_id, process_id):
+    """What `srun --ntasks=2` sets up for each task; jax.distributed reads it."""
+    return {
+        "SLURM_JOB_ID": str(job_id),
+        "SLURM_STEP_NODELIST": "localhost",
+        "SLURM_NTASKS": "2",
+        "SLURM_PROCID": str(process_id),
+        "SLURM_LOCALID": str(process_id),
+    }
 
 
 def _environment(cache_dir, num_devices):
@@ -69,8 +88,11 @@ def _environment(cache_dir, num_devices):
     return env
 
 
-def _start(workdir, cache_dir, *, process_id=None, port=None):
+def _start(workdir, cache_dir, *, process_id=None, port=None, slurm_env=None):
     """One launch.py on the synthetic data; a process of a 2-process job if given.
+
+    The job's processes find each other through the flags, or under
+    `slurm_env` from the environment as under srun.
 
     Its stderr goes to a file next to the workdir: two processes writing to
     pipes read one after the other could block each other.
@@ -80,20 +102,21 @@ def _start(workdir, cache_dir, *, process_id=None, port=None):
     if process_id is not None:
         if process_id == 1:
             script = NO_WRITES_UNDER_WORKDIR + script
-        flags += [
-            "--multihost",
-            f"--coordinator_address=localhost:{port}",
-            "--num_processes=2",
-            f"--process_id={process_id}",
-            "--heartbeat_timeout_seconds=10",
-        ]
+        flags += ["--multihost", "--heartbeat_timeout_seconds=10"]
+        if slurm_env is None:
+            flags += [
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={process_id}",
+            ]
     suffix = "" if process_id is None else f".process{process_id}"
     log = pathlib.Path(f"{workdir}{suffix}.log")
     with open(log, "a") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-c", script, *flags, f"--workdir={workdir}"],
             cwd=ROOT,
-            env=_environment(cache_dir, 1 if process_id is not None else 2),
+            env=_environment(cache_dir, 1 if process_id is not None else 2)
+            | (slurm_env or {}),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -101,9 +124,19 @@ def _start(workdir, cache_dir, *, process_id=None, port=None):
     return process
 
 
-def _start_job(workdir, cache_dir):
-    port = _free_port()
-    return [_start(workdir, cache_dir, process_id=i, port=port) for i in (0, 1)]
+def _start_job(workdir, cache_dir, *, as_srun=False):
+    """The job's two processes, told the coordinator by flags or (as_srun) by SLURM."""
+    if not as_srun:
+        port = _free_port()
+        return [_start(workdir, cache_dir, process_id=i, port=port) for i in (0, 1)]
+    # jax derives the coordinator's port from the job id (61440 + id mod 4096).
+    job_id = _free_port(range(61440, 65536)) - 61440
+    return [
+        _start(
+            workdir, cache_dir, process_id=i, slurm_env=_slurm_environment(job_id, i)
+        )
+        for i in (0, 1)
+    ]
 
 
 def _wait(process, timeout=TIMEOUT_SECONDS):
@@ -176,8 +209,9 @@ def test_two_processes_train_like_one_process_on_two_devices_and_survive_a_kill(
     assert stopped_after < 30, stopped_after
     _finish([reference])
 
-    # Both relaunched: the job resumes from its last checkpoint.
-    errors = _finish(_start_job(workdir, compilation_cache))
+    # Both relaunched, this time as srun starts them (the processes read the
+    # job from SLURM's variables): the job resumes from its last checkpoint.
+    errors = _finish(_start_job(workdir, compilation_cache, as_srun=True))
     assert "2 process(es), 2 device(s)" in errors[0]
     for stderr in errors:
         assert "Resumed from the checkpoint of epoch" in stderr
