@@ -16,9 +16,13 @@ Multi-process runs (several hosts, a SLURM allocation, TPU pods) pass
 (``srun``), Open MPI or on Cloud TPU the processes are read from the
 environment; anywhere else each process names them::
 
-  # on every host h = 0 .. N-1; host 0 runs the coordinator at HOST0:PORT
+  # on every host h = 0 .. N-1; host 0 serves the coordinator at HOST0:PORT
   python3 launch.py --config=... --workdir=SHARED_DIR --multihost \
       --coordinator_address=HOST0:PORT --num_processes=N --process_id=h
+
+  # SLURM: one process per node (or per GPU), all started by srun
+  srun --nodes=N --ntasks-per-node=1 python3 launch.py --config=... \
+      --workdir=SHARED_DIR --multihost
 
 The workdir must be one directory that every process sees (a shared
 filesystem). Only process 0 writes files; checkpoints are written jointly
