@@ -1,8 +1,8 @@
 """Checks the library-only install: `pip install tce_jax` without extras.
 
 Run by .ci/run in a fresh virtual environment holding only the package and its
-required dependencies. tce_jax.losses and tce_jax.noise must work with JAX and
-NumPy alone; the training harness's dependencies must be absent.
+required dependencies. tce_jax.losses and tce_jax.noise must work with JAX,
+NumPy and SciPy alone; the training harness's dependencies must be absent.
 """
 
 import importlib
@@ -34,7 +34,11 @@ def main() -> None:
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
 
     noisy = noise.corrupt_labels(
-        jax.random.key(0), np.arange(100) % 10, num_classes=10, rate=0.4, kind="symmetric"
+        jax.random.key(0),
+        np.arange(100) % 10,
+        num_classes=10,
+        rate=0.4,
+        kind="symmetric",
     )
     assert math.isclose(noisy.rate, 0.4), noisy.rate
 
@@ -43,7 +47,9 @@ def main() -> None:
             importlib.import_module(module)
         except ModuleNotFoundError:
             continue
-        raise SystemExit(f"lean install: {module} is importable, but must not be needed")
+        raise SystemExit(
+            f"lean install: {module} is importable, but must not be needed"
+        )
     print(f"lean install OK: TCE {np.asarray(value)}, noise rate {noisy.rate}")
 
 
