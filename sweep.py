@@ -176,7 +176,8 @@ def _run(config) -> int:
             resources=resources,
             wait=_WAIT.value,
         )
-        if outcome.submitted and not _WAIT.value:
+        if (outcome.submitted or outcome.busy) and not _WAIT.value:
+            # Runs are still to come: the report is for when they are done.
             here = shlex.quote(_WORKDIR.value)
             print(
                 f"follow with: python3 sweep.py --workdir={here} --status\n"

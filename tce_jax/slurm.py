@@ -155,7 +155,8 @@ def make_executor(
         nodes=1,
         tasks_per_node=1,
         cpus_per_task=resources.cpus_per_task,
-        gpus_per_node=resources.gpus_per_task,
+        # None leaves --gpus-per-node out of CPU jobs (None values are dropped).
+        gpus_per_node=resources.gpus_per_task or None,
         slurm_partition=resources.partition,
         slurm_array_parallelism=resources.array_parallelism,
         slurm_additional_parameters=dict(resources.parameters),
