@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import ml_collections
@@ -336,6 +337,42 @@ def test_subprocess_runner_logs_times_and_returns_the_exit_code(
     timing = json.loads((run_dir / sweep.TIMING_FILE).read_text())
     assert timing["exit_code"] == 0 and timing["cores"] == 1
     assert timing["cpu_seconds"] >= 0
+
+
+def test_interrupted_subprocess_runner_stops_its_launch(
+    base_config_path, tmp_path, monkeypatch
+):
+    """A job exiting to be requeued must not leave launch.py writing the run dir."""
+    fake_launch = tmp_path / "fake_launch.py"
+    fake_launch.write_text(
+        "import os, pathlib, time\n"
+        f"pid = pathlib.Path({str(tmp_path / 'pid')!r})\n"
+        "pid.with_suffix('.tmp').write_text(str(os.getpid()))\n"
+        "pid.with_suffix('.tmp').rename(pid)  # Whole or not at all.\n"
+        "time.sleep(60)\n"
+    )
+    monkeypatch.setattr(sweep, "LAUNCH_SCRIPT", fake_launch)
+    run = sweep.expand_grid(make_sweep_config(base_config_path))[0]
+    run_dir = tmp_path / run.rel_dir
+    run_dir.mkdir(parents=True)
+
+    def interrupt(signum, frame):
+        raise SystemExit(144)  # What submitit's requeue does in the signal handler.
+
+    def signal_once_launched():
+        _wait_for((tmp_path / "pid").exists, "the launch")
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    previous = signal.signal(signal.SIGUSR2, interrupt)
+    try:
+        threading.Thread(target=signal_once_launched, daemon=True).start()
+        with pytest.raises(SystemExit):
+            sweep.subprocess_runner(base_config_path)(run, run_dir, (0,))
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 class SlowRunner:
