@@ -46,6 +46,9 @@ def get_config() -> config_dict.ConfigDict:
     config.data.data_dir = config_dict.placeholder(str)  # None: the tfds default.
     config.data.train_subset = 0  # 0: the whole training split.
     config.data.validation_fraction = 0.1
+    # > 0: exactly this many examples of the subset form the noisy validation
+    # split instead of validation_fraction of them.
+    config.data.validation_examples = 0
     # The dataset's training augmentation (random crop, and flip where it
     # applies); False trains on the images as they are.
     config.data.augment = True

@@ -157,7 +157,7 @@ def validate_config(config):
     """Checks the config fields the data side uses, before any work is done.
 
     Reads config.seed, config.data.{dataset, data_dir, train_subset,
-    validation_fraction, augment} and config.noise.{kind, rate,
+    validation_fraction, validation_examples, augment} and config.noise.{kind, rate,
     transition_matrix}.
 
     Raises:
@@ -188,6 +188,17 @@ def validate_config(config):
         raise ValueError(
             f"config.data.validation_fraction must be a number in [0, 1), got "
             f"{fraction!r}"
+        )
+    val_examples = _field(config, "data.validation_examples")
+    if not _is_int(val_examples) or val_examples < 0:
+        raise ValueError(
+            f"config.data.validation_examples must be an int >= 0 (0 = "
+            f"config.data.validation_fraction decides), got {val_examples!r}"
+        )
+    if subset and val_examples >= subset:
+        raise ValueError(
+            f"config.data.validation_examples={val_examples} leaves no training "
+            f"examples out of config.data.train_subset={subset}"
         )
     augment_flag = _field(config, "data.augment")
     if not isinstance(augment_flag, bool):
@@ -388,11 +399,14 @@ def build_datasets(
         kind=config.noise.kind,
         transition_matrix=config.noise.transition_matrix,
     )
-    num_val = round(config.data.validation_fraction * subset_size)
+    num_val = config.data.validation_examples or round(
+        config.data.validation_fraction * subset_size
+    )
     if num_val >= subset_size:
         raise ValueError(
             f"config.data.validation_fraction={config.data.validation_fraction} "
-            f"leaves no training examples out of {subset_size}"
+            f"(validation_examples={config.data.validation_examples}) leaves no "
+            f"training examples out of {subset_size}"
         )
     val_index = np.sort(_uniform_choice(split_rng, subset_size, num_val))
     train_index = np.setdiff1d(np.arange(subset_size), val_index)

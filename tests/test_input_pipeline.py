@@ -31,6 +31,7 @@ def _config(dataset="cifar10", **overrides):
             "data_dir": None,
             "train_subset": 0,
             "validation_fraction": 0.2,
+            "validation_examples": 0,
             "augment": True,
         },
         "noise": {"kind": "symmetric", "rate": 0.4, "transition_matrix": None},
@@ -258,6 +259,20 @@ def test_train_subset_and_asymmetric_noise():
         np.testing.assert_array_equal(datasets.noise.labels[moved], target)
 
 
+def test_validation_examples_replace_the_fraction():
+    by_fraction = _mock_datasets(_config("cifar10", **{"data.train_subset": 30}))
+    config = _config(
+        "cifar10", **{"data.train_subset": 30, "data.validation_examples": 17}
+    )
+    datasets = _mock_datasets(config)
+    assert (datasets.num_train, datasets.num_val) == (13, 17)
+    assert (by_fraction.num_train, by_fraction.num_val) == (24, 6)
+    # The same subset and noisy labels: only the split between train and val moves.
+    np.testing.assert_array_equal(datasets.source_index, by_fraction.source_index)
+    np.testing.assert_array_equal(datasets.noise.labels, by_fraction.noise.labels)
+    assert not set(datasets.train_index) & set(datasets.val_index)
+
+
 # ---------------------------------------------------------------------- bad input
 
 
@@ -270,6 +285,11 @@ def test_train_subset_and_asymmetric_noise():
         ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
         ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
         ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
+        ({"data.validation_examples": -1}, r"validation_examples must be an int >= 0"),
+        (
+            {"data.train_subset": 10, "data.validation_examples": 10},
+            r"validation_examples=10 leaves no training examples",
+        ),
         ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
         ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
         ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
