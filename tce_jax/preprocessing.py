@@ -2,14 +2,15 @@
 
 The host pipeline (`input_pipeline`) only gathers uint8 images and their labels
 and example indices; the jitted train and eval steps turn them into the model's
-float32 inputs with a `Preprocessing`, so the host never touches a pixel and
-an accelerator is not held back by one host thread.
+float32 inputs with a `Preprocessing`, so the host only copies pixels and an
+accelerator is not held back by one host thread.
 
 Augmentation decisions are a pure function of (seed, epoch, example index):
 example i of epoch e is cropped and flipped as drawn from the key
 ``fold_in(fold_in(augment_key, e), i)``, where ``augment_key`` is the config
 seed's "augment" stream. They do not depend on the batch an example lands in,
-on the device or process that holds its row, or on where a run was resumed.
+on the device or process that holds its row, or on where a run was resumed
+(for one JAX version: `jax.random`'s streams may change between releases).
 
 Example:
   >>> pre = Preprocessing(mean=(0.5,), std=(0.25,), crop_padding=4, seed=0)

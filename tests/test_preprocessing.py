@@ -11,11 +11,11 @@ import dataclasses
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
+from configs import default
 from tce_jax import input_pipeline, preprocessing
 
 CIFAR = input_pipeline.DATASETS["cifar10"]
@@ -28,19 +28,12 @@ def _mesh(num_devices):
 
 def _cifar_datasets(num_devices=4, augment=True):
     """The real pipeline on random CIFAR-sized images."""
-    config = ml_collections.ConfigDict(
-        {
-            "seed": 5,
-            "data": {
-                "dataset": "cifar10",
-                "data_dir": None,
-                "train_subset": 0,
-                "validation_fraction": 0.0,
-                "augment": augment,
-            },
-            "noise": {"kind": "symmetric", "rate": 0.0, "transition_matrix": None},
-        }
-    )
+    config = default.get_config()
+    config.seed = 5
+    config.data.dataset = "cifar10"
+    config.data.validation_fraction = 0.0
+    config.data.augment = augment
+    config.noise.rate = 0.0
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (NUM_TRAIN, *CIFAR.image_shape), dtype=np.uint8)
     labels = rng.integers(0, 10, NUM_TRAIN).astype(np.int32)
