@@ -398,6 +398,14 @@ def build_datasets(
         rate=config.noise.rate,
         kind=config.noise.kind,
         transition_matrix=config.noise.transition_matrix,
+        # The instance kind projects each image as the model sees it.
+        images=(
+            preprocessing.normalise_on_host(
+                np.asarray(train_images)[source_index], mean=info.mean, std=info.std
+            )
+            if config.noise.kind == "instance"
+            else None
+        ),
     )
     num_val = config.data.validation_examples or round(
         config.data.validation_fraction * subset_size

@@ -102,9 +102,7 @@ def normalise(
     channel once and the device looks them up: bit-exact with the committed
     results on every backend.
     """
-    scale = (1.0 / (255.0 * np.asarray(std))).astype(np.float32)
-    offset = (-np.asarray(mean) / np.asarray(std)).astype(np.float32)
-    table = np.arange(256, dtype=np.float32)[:, None] * scale + offset  # [256, C]
+    table = normalisation_table(mean, std)
     entries = images.astype(jnp.int32) * len(mean) + jnp.arange(len(mean))
     # The output is sharded like the images; explicit-axes meshes (jax.make_mesh's
     # default) need that stated for a gather.
@@ -113,6 +111,20 @@ def normalise(
         .at[entries]
         .get(mode="promise_in_bounds", out_sharding=jax.typeof(images).sharding)
     )
+
+
+def normalisation_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """float32 [256, C]: the normalised value of each uint8 level in each channel."""
+    scale = (1.0 / (255.0 * np.asarray(std))).astype(np.float32)
+    offset = (-np.asarray(mean) / np.asarray(std)).astype(np.float32)
+    return np.arange(256, dtype=np.float32)[:, None] * scale + offset
+
+
+def normalise_on_host(
+    images: np.ndarray, *, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
+    """`normalise` in NumPy: the same float32 values, for host-side uses."""
+    return normalisation_table(mean, std)[images, np.arange(len(mean))]
 
 
 def crop_and_flip(

@@ -16,7 +16,7 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import PartitionSpec
 
-from tce_jax import fashion_mnist_debian, input_pipeline, noise
+from tce_jax import fashion_mnist_debian, input_pipeline, noise, preprocessing, seeding
 
 NUM_MOCK_EXAMPLES = 45
 BATCH = 8
@@ -257,6 +257,26 @@ def test_train_subset_and_asymmetric_noise():
     for source, target in noise.ASYMMETRIC_CIFAR10_MAP.items():
         moved = flipped & (datasets.clean_labels == source)
         np.testing.assert_array_equal(datasets.noise.labels[moved], target)
+
+
+def test_instance_noise_projects_the_subset_images_as_the_model_sees_them():
+    config = _config("cifar10", **{"data.train_subset": 30, "noise.kind": "instance"})
+    datasets = _mock_datasets(config)
+    with tfds.testing.mock_data(num_examples=NUM_MOCK_EXAMPLES):
+        info = input_pipeline.DATASETS["cifar10"]
+        images, _ = input_pipeline.load_split(info, "train")
+    expected = noise.corrupt_labels(
+        seeding.purpose_key(config.seed, "noise"),
+        datasets.clean_labels,
+        num_classes=10,
+        rate=0.4,
+        kind="instance",
+        images=preprocessing.normalise_on_host(
+            images[datasets.source_index], mean=info.mean, std=info.std
+        ),
+    )
+    np.testing.assert_array_equal(datasets.noise.labels, expected.labels)
+    assert datasets.noise.rate > 0
 
 
 def test_validation_examples_replace_the_fraction():

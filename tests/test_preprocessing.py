@@ -71,6 +71,9 @@ def test_normalise_is_bit_exact_with_numpy_float32_for_every_dataset():
         )(images)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(np.asarray(got), want, err_msg=info.name)
+        on_host = preprocessing.normalise_on_host(images, mean=info.mean, std=info.std)
+        assert on_host.dtype == np.float32
+        np.testing.assert_array_equal(on_host, want, err_msg=info.name)
 
 
 @pytest.mark.parametrize("random_flip", [False, True])
