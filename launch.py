@@ -179,7 +179,16 @@ def main(argv: list[str]) -> int:
                 "--num_processes and --process_id",
                 EXIT_INVALID_CONFIG,
             )
-    config = _CONFIG.value
+    try:
+        config = config_validation.config_from_flag(_CONFIG)
+    except config_validation.ConfigError as error:
+        return _fail(str(error), EXIT_INVALID_CONFIG)
+    if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+        return _fail(
+            f"--workdir={_WORKDIR.value}: is a file; allowed: a directory (created "
+            "if missing; an existing one resumes its run)",
+            EXIT_INVALID_CONFIG,
+        )
     try:
         config_validation.validate(config, num_devices=jax.device_count())
     except config_validation.ConfigError as error:

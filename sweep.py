@@ -23,13 +23,14 @@ config (keys: partition, time_min, cpus_per_task, gpus_per_task,
 array_parallelism, parameters); flags win.
 """
 
+import os
 import shlex
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from tce_jax import report, slurm, sweep
+from tce_jax import config_validation, report, slurm, sweep
 
 EXECUTORS = {"local": None, "slurm": "slurm", "submitit_local": "local"}
 
@@ -195,7 +196,15 @@ def main(argv):
         _check_flags()
         if _STATUS.value:
             return _print_status()
-        config = _CONFIG.value
+        try:
+            config = config_validation.config_from_flag(_CONFIG)
+        except config_validation.ConfigError as error:
+            raise _UsageError(str(error)) from None
+        if _WORKDIR.value and os.path.isfile(_WORKDIR.value):
+            raise _UsageError(
+                f"--workdir={_WORKDIR.value}: is a file; allowed: a directory (the "
+                "sweep directory, created if missing)"
+            )
         if _DRY_RUN.value:
             for run in sweep.expand_grid(config):
                 print(run.rel_dir)

@@ -15,6 +15,8 @@ from typing import Any
 
 import jax.numpy as jnp
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 from tce_jax import input_pipeline, losses, models
 
@@ -27,6 +29,30 @@ DTYPES = ("float32", "bfloat16")
 
 class ConfigError(ValueError):
     """A config value that is not allowed; ``str(error)`` is one line."""
+
+
+def config_from_flag(flag: flags.FlagHolder) -> ml_collections.ConfigDict:
+    """The config a ``config_flags.DEFINE_config_file`` flag loaded.
+
+    Raises:
+      ConfigError: the file did not load (missing, or not a config file); one
+        line naming the flag, the file and the reason.
+    """
+    config = flag.value
+    try:
+        config.keys()  # config_flags defers a load failure to the first access.
+    except OSError as error:
+        cause = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        path = config_flags.get_config_filename(flags.FLAGS[flag.name])
+        raise ConfigError(
+            f"--{flag.name}={path}: cannot load it "
+            f"({lines[-1] if lines else type(cause).__name__}); allowed: a config "
+            "file defining get_config()"
+        ) from None
+    return config
 
 
 def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:

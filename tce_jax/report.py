@@ -34,6 +34,7 @@ import csv
 import json
 import math
 import pathlib
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -755,9 +756,17 @@ def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Sweep directory to report on.")
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
     del argv
+    if not pathlib.Path(_SWEEP_DIR.value).is_dir():
+        print(
+            f"report: --sweep_dir={_SWEEP_DIR.value}: no such directory; allowed: "
+            "a sweep directory (the --workdir of sweep.py)",
+            file=sys.stderr,
+        )
+        return 2
     write_report(_SWEEP_DIR.value)
+    return 0
 
 
 if __name__ == "__main__":

@@ -102,6 +102,52 @@ def test_invalid_config_or_flag_exits_with_one_line_and_no_traceback(
     assert not pathlib.Path("/nonexistent/never_created").exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "workdir", "expected"),
+    [
+        (
+            "configs/nope.py",
+            "{tmp}/w",
+            "launch.py: --config=configs/nope.py: cannot load it ([Errno 2] No such "
+            "file or directory: 'configs/nope.py'); allowed: a config file defining "
+            "get_config()",
+        ),
+        (
+            "configs/cpu_smoke.py",
+            "{tmp}/a_file",
+            "launch.py: --workdir={tmp}/a_file: is a file; allowed: a directory "
+            "(created if missing; an existing one resumes its run)",
+        ),
+    ],
+)
+def test_bad_config_file_or_workdir_exits_with_one_line(
+    config, workdir, expected, tmp_path
+):
+    (tmp_path / "a_file").write_text("keep me")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            f"--config={config}",
+            f"--workdir={workdir.format(tmp=tmp_path)}",
+        ],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    messages = [
+        line for line in result.stderr.splitlines() if line.startswith("launch.py:")
+    ]
+    assert messages == [expected.format(tmp=tmp_path)], result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "a_file").read_text() == "keep me"
+    assert not (tmp_path / "w").exists()
+
+
 def _launch(workdir, cache_dir):
     return subprocess.Popen(
         [

@@ -3,6 +3,9 @@
 import csv
 import json
 import math
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -318,3 +321,21 @@ def test_no_chosen_alpha_row_without_tce_runs(tmp_path):
     assert report.CHOSEN_ALPHA_ROW not in report.markdown_tables(
         report.collect(tmp_path)
     )
+
+
+def test_report_of_a_missing_directory_is_one_line_and_creates_nothing(tmp_path):
+    missing = tmp_path / "no_sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "tce_jax.report", f"--sweep_dir={missing}"],
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"report: --sweep_dir={missing}: no such directory; allowed: a sweep "
+        "directory (the --workdir of sweep.py)"
+    )
+    assert not missing.exists()

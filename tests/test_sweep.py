@@ -501,6 +501,27 @@ def test_bad_input_gets_one_line_and_no_traceback(args, expected, tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_missing_config_file_or_a_file_as_workdir_get_one_line(tmp_path):
+    missing = _sweep_py("--config=configs/sweeps/nope.py", f"--workdir={tmp_path}/s")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        "sweep.py: --config=configs/sweeps/nope.py: cannot load it ([Errno 2] No "
+        "such file or directory: 'configs/sweeps/nope.py'); allowed: a config file "
+        "defining get_config()"
+    )
+    (tmp_path / "a_file").write_text("keep me")
+    on_file = _sweep_py(
+        "--config=configs/sweeps/demo.py", f"--workdir={tmp_path}/a_file"
+    )
+    assert on_file.returncode == 2
+    assert on_file.stderr.strip() == (
+        f"sweep.py: --workdir={tmp_path}/a_file: is a file; allowed: a directory "
+        "(the sweep directory, created if missing)"
+    )
+    assert (tmp_path / "a_file").read_text() == "keep me"
+    assert not (tmp_path / "s").exists()
+
+
 def test_slurm_resources_come_from_the_sweep_config_then_the_flags():
     resources = slurm.resources_from(
         {"partition": "cpu", "time_min": 60, "parameters": {"qos": "low"}},
