@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Copies the finished runs of a sweep dir into results/ as run records: every
+# file but checkpoints, TensorBoard events and labels.npz (all rebuilt by
+# rerunning a run's command.sh), then writes the report there. Safe to rerun
+# as more runs finish.
+#   bash scripts/export_runs.sh runs/NAME results/NAME
+set -euo pipefail
+src="${1:?usage: export_runs.sh SWEEP_DIR RESULTS_DIR}"
+dst="${2:?usage: export_runs.sh SWEEP_DIR RESULTS_DIR}"
+records=(command.sh config.json log.txt metrics.jsonl run.json summary.json
+  timing.jsonl train_predictions.npz)
+(cd "$src" && find . -name summary.json -printf '%h\n' | sort) | while read -r run; do
+  mkdir -p "$dst/$run"
+  for record in "${records[@]}"; do
+    if [[ -f "$src/$run/$record" ]]; then cp "$src/$run/$record" "$dst/$run/"; fi
+  done
+done
+cp "$src/sweep.json" "$dst/"
+python3 -m tce_jax.report --sweep_dir="$dst" >/dev/null
+echo "export_runs: $(find "$dst" -name summary.json | wc -l) finished runs in $dst"
