@@ -20,8 +20,8 @@ are medians over rounds of per-round ratios, so slow drifts in machine load
 XLA flags apply per process; pass them with ``--xla_flags`` (they are put in
 ``XLA_FLAGS`` before JAX starts) and compare runs by their ratio to PyTorch.
 
-Usage (PyTorch is a bench-only dependency: ``pip install torch==2.13.0``, CPU
-build)::
+Usage (PyTorch is a bench-only dependency: ``bash scripts/setup.sh bench``
+installs its pinned CPU build; see the README)::
 
     python benchmarks/train_bench.py
     python benchmarks/train_bench.py --shapes=32x32x3 --rounds=7
