@@ -60,6 +60,24 @@ def _environment(cache_dir=None):
     return env
 
 
+def _launch_rejects(*args):
+    """Runs launch.py expecting exit status 2 and no traceback; its launch.py: lines."""
+    result = subprocess.run(
+        [sys.executable, "launch.py", *args],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    return [
+        line for line in result.stderr.splitlines() if line.startswith("launch.py:")
+    ]
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -77,28 +95,12 @@ def _environment(cache_dir=None):
 def test_invalid_config_or_flag_exits_with_one_line_and_no_traceback(
     override, expected
 ):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "launch.py",
-            "--config=configs/cpu_smoke.py",
-            "--workdir=/nonexistent/never_created",
-            override,
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    messages = _launch_rejects(
+        "--config=configs/cpu_smoke.py",
+        "--workdir=/nonexistent/never_created",
+        override,
     )
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    messages = [
-        line for line in result.stderr.splitlines() if line.startswith("launch.py:")
-    ]
-    assert len(messages) == 1, result.stderr
-    assert messages[0].startswith(f"launch.py: {expected}")
+    assert len(messages) == 1 and messages[0].startswith(f"launch.py: {expected}")
     assert not pathlib.Path("/nonexistent/never_created").exists()
 
 
@@ -124,26 +126,10 @@ def test_bad_config_file_or_workdir_exits_with_one_line(
     config, workdir, expected, tmp_path
 ):
     (tmp_path / "a_file").write_text("keep me")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "launch.py",
-            f"--config={config}",
-            f"--workdir={workdir.format(tmp=tmp_path)}",
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    messages = _launch_rejects(
+        f"--config={config}", f"--workdir={workdir.format(tmp=tmp_path)}"
     )
-    assert result.returncode == 2, result.stderr
-    messages = [
-        line for line in result.stderr.splitlines() if line.startswith("launch.py:")
-    ]
-    assert messages == [expected.format(tmp=tmp_path)], result.stderr
-    assert "Traceback" not in result.stderr
+    assert messages == [expected.format(tmp=tmp_path)]
     assert (tmp_path / "a_file").read_text() == "keep me"
     assert not (tmp_path / "w").exists()
 
