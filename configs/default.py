@@ -49,6 +49,12 @@ def get_config() -> config_dict.ConfigDict:
     # > 0: exactly this many examples of the subset form the noisy validation
     # split instead of validation_fraction of them.
     config.data.validation_examples = 0
+    # Cross-fitting (out-of-sample predictions of every training label, as
+    # confident learning needs): holdout_folds >= 2 splits the training
+    # examples into that many folds; the run trains on all but fold
+    # holdout_fold and writes predictions on it. 0: no folds.
+    config.data.holdout_folds = 0
+    config.data.holdout_fold = 0
     # The dataset's training augmentation (random crop, and flip where it
     # applies); False trains on the images as they are.
     config.data.augment = True
@@ -85,7 +91,11 @@ def get_config() -> config_dict.ConfigDict:
     config.batch_size = 128
     config.eval_batch_size = 512
     config.log_every_steps = 100
-    # Evaluate train (eval mode), val and test every N epochs and after the last.
+    # Evaluate train (eval mode) and val every N epochs and after the last.
     config.eval_every_epochs = 1
+    # Of those evaluations, the test set is added every N-th epoch (0: never on
+    # a schedule), after the last epoch, and whenever the noisy-val accuracy
+    # reaches a new best, so the final and the selected epoch always have one.
+    config.test_eval_every_epochs = 1
     config.checkpoint_keep = 2
     return config

@@ -165,6 +165,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         config.eval_every_epochs,
     )
     _require(
+        _is_int(config.test_eval_every_epochs) and config.test_eval_every_epochs >= 0,
+        "test_eval_every_epochs",
+        "an int >= 0 (0: test only after the last epoch and at new best noisy-val "
+        "epochs)",
+        config.test_eval_every_epochs,
+    )
+    _require(
         _is_int(config.log_every_steps) and config.log_every_steps > 0,
         "log_every_steps",
         "an int > 0",

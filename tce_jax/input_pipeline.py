@@ -55,7 +55,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tce_jax import fashion_mnist_debian, noise, preprocessing, seeding
 
 DATA_AXIS = "data"
-EVAL_SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("train", "val", "heldout", "test")
 PADDING_INDEX = -1
 _PREFETCH_BATCHES = 2
 # Examples per tf.data batch while loading a split into host memory.
@@ -157,7 +157,8 @@ def validate_config(config):
     """Checks the config fields the data side uses, before any work is done.
 
     Reads config.seed, config.data.{dataset, data_dir, train_subset,
-    validation_fraction, validation_examples, augment} and config.noise.{kind, rate,
+    validation_fraction, validation_examples, holdout_folds, holdout_fold,
+    augment} and config.noise.{kind, rate,
     transition_matrix}.
 
     Raises:
@@ -199,6 +200,19 @@ def validate_config(config):
         raise ValueError(
             f"config.data.validation_examples={val_examples} leaves no training "
             f"examples out of config.data.train_subset={subset}"
+        )
+    folds = _field(config, "data.holdout_folds")
+    fold = _field(config, "data.holdout_fold")
+    if not _is_int(folds) or folds < 0 or folds == 1:
+        raise ValueError(
+            f"config.data.holdout_folds must be 0 (train on every training "
+            f"example) or an int >= 2 (cross-fitting folds), got {folds!r}"
+        )
+    if not _is_int(fold) or not 0 <= fold < max(folds, 1):
+        raise ValueError(
+            f"config.data.holdout_fold must be an int in [0, "
+            f"config.data.holdout_folds={folds}) (0 when there are no folds), "
+            f"got {fold!r}"
         )
     augment_flag = _field(config, "data.augment")
     if not isinstance(augment_flag, bool):
@@ -418,6 +432,15 @@ def build_datasets(
         )
     val_index = np.sort(_uniform_choice(split_rng, subset_size, num_val))
     train_index = np.setdiff1d(np.arange(subset_size), val_index)
+    heldout_index = np.zeros(0, dtype=train_index.dtype)
+    if config.data.holdout_folds:
+        # Cross-fitting: the training examples (noisy labels as above) split into
+        # holdout_folds folds; this run trains on all but one and predicts it.
+        fold_rng = _generator(seeding.purpose_seed(config.seed, "folds"))
+        order = np.argsort(fold_rng.random(len(train_index)), kind="stable")
+        folds = np.array_split(train_index[order], config.data.holdout_folds)
+        heldout_index = np.sort(folds[config.data.holdout_fold])
+        train_index = np.setdiff1d(train_index, heldout_index)
     return Datasets(
         info=info,
         mesh=mesh,
@@ -429,6 +452,7 @@ def build_datasets(
         source_index=source_index,
         train_index=train_index,
         val_index=val_index,
+        heldout_index=heldout_index,
         test_images=np.asarray(test_images),
         test_labels=np.asarray(test_labels, dtype=np.int32),
     )
@@ -447,6 +471,9 @@ class Datasets:
       clean_labels: int32 [N] clean labels of the corrupted train split.
       source_index: int64 [N], tfds train-split position of each example index.
       train_index, val_index: sorted example indices of the two parts.
+      heldout_index: sorted example indices of the held-out fold (empty unless
+        config.data.holdout_folds is set): noisy-labelled training examples
+        this run does not train on, predicted out of sample.
       preprocessing: the `preprocessing.Preprocessing` the train and eval steps apply
         to the uint8 images of these batches (the dataset's normalisation, and
         its crop/flip when the config augments).
@@ -465,6 +492,7 @@ class Datasets:
         source_index,
         train_index,
         val_index,
+        heldout_index,
         test_images,
         test_labels,
     ):
@@ -474,8 +502,10 @@ class Datasets:
         self.source_index = source_index
         self.train_index = train_index
         self.val_index = val_index
+        self.heldout_index = heldout_index
         self.num_train = len(train_index)
         self.num_val = len(val_index)
+        self.num_heldout = len(heldout_index)
         self.num_test = len(test_labels)
         self.realised_noise_rate = float(noisy.is_noisy[train_index].mean())
         self._mesh = mesh
@@ -536,13 +566,13 @@ class Datasets:
         """Global evaluation batches of a whole split, padded, without augmentation.
 
         Args:
-          split: "train", "val" or "test".
+          split: "train", "val", "heldout" or "test".
           batch_size: global batch size (same constraints as for training).
 
         Yields:
           ceil(n / batch_size) dicts of jax.Arrays: image uint8 [B, H, W, C]
           (`preprocessing.eval_images` normalises them; zero on padding rows),
-          label int32 (noisy for train and val, clean for test), clean_label
+          label int32 (noisy for train, val and heldout, clean for test), clean_label
           int32, is_noisy bool, mask bool (False on padding rows of the last
           batch), index int32 (`PADDING_INDEX` on padding rows).
         """
@@ -594,8 +624,12 @@ class Datasets:
         if split == "test":
             indices = np.arange(self.num_test)
             images, labels, clean = self._test_images, self._test_labels, None
-        elif split in ("train", "val"):
-            indices = self.train_index if split == "train" else self.val_index
+        elif split in ("train", "val", "heldout"):
+            indices = {
+                "train": self.train_index,
+                "val": self.val_index,
+                "heldout": self.heldout_index,
+            }[split]
             images, labels, clean = self._images, self.noise.labels, self.clean_labels
         else:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
@@ -623,9 +657,10 @@ class Datasets:
         """Writes workdir/labels.npz (atomically: a resumed run rewrites it).
 
         Keys: clean_labels, noisy_labels, is_noisy (all [N], by example index),
-        train_index, val_index (example indices), transition_matrix (realised,
-        [K, K], rows = clean class), rate (realised over train + val),
-        source_index (tfds train-split position of each example index).
+        train_index, val_index, heldout_index (example indices),
+        transition_matrix (realised, [K, K], rows = clean class), rate
+        (realised over train + val), source_index (tfds train-split position
+        of each example index).
         """
         os.makedirs(workdir, exist_ok=True)
         path = os.path.join(workdir, "labels.npz")
@@ -637,6 +672,7 @@ class Datasets:
             is_noisy=self.noise.is_noisy,
             train_index=self.train_index,
             val_index=self.val_index,
+            heldout_index=self.heldout_index,
             transition_matrix=self.noise.transition_matrix,
             rate=np.float64(self.noise.rate),
             source_index=self.source_index,

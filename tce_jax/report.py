@@ -118,6 +118,7 @@ def _run_info(run_dir: pathlib.Path) -> dict[str, Any] | None:
         "loss_name": name,
         "loss_hparams": hparams,
         "seed": config.get("seed"),
+        "holdout_folds": config.get("data", {}).get("holdout_folds", 0),
     }
 
 
@@ -134,7 +135,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
     for key in ("dataset", "noise_kind", "noise_rate", "loss", "loss_name", "seed"):
         row[key] = info.get(key)
     row["loss_hparams"] = json.dumps(info.get("loss_hparams", {}), sort_keys=True)
-    row["cpu_seconds"] = _cpu_seconds(run_dir)
+    row["cpu_seconds"] = cpu_seconds(run_dir)
     metrics = read_metrics(run_dir)
     row["metrics"] = metrics
     row["epochs"] = len(metrics)
@@ -172,7 +173,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
     return row
 
 
-def _cpu_seconds(run_dir: pathlib.Path) -> float | None:
+def cpu_seconds(run_dir: pathlib.Path) -> float | None:
     """CPU seconds of all attempts at a run (the sweep's timing.jsonl), if timed."""
     try:
         lines = (run_dir / sweep.TIMING_FILE).read_text().splitlines()
@@ -198,9 +199,17 @@ def _rel_dirs(sweep_dir: pathlib.Path) -> list[str]:
 
 
 def collect(sweep_dir: str | pathlib.Path) -> list[dict[str, Any]]:
-    """Rows of every run of the sweep, in grid order."""
+    """Rows of every run of the sweep, in grid order.
+
+    Cross-fitting runs (trained without one fold, ``sweep.Run.num_folds``) are
+    left out: they are inputs to ``label_errors``, not results.
+    """
     sweep_dir = pathlib.Path(sweep_dir)
-    return [load_run(sweep_dir, rel_dir) for rel_dir in _rel_dirs(sweep_dir)]
+    return [
+        load_run(sweep_dir, rel_dir)
+        for rel_dir in _rel_dirs(sweep_dir)
+        if not (_run_info(sweep_dir / rel_dir) or {}).get("holdout_folds")
+    ]
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: pathlib.Path) -> None:
@@ -380,7 +389,7 @@ def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:
     return lines
 
 
-def _colors(labels: Sequence[str]) -> dict[str, Any]:
+def loss_colors(labels: Sequence[str]) -> dict[str, Any]:
     palette = [
         "#1f77b4",
         "#d62728",
@@ -413,7 +422,7 @@ def plot_accuracy_vs_noise(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
         finished, ("dataset", "noise_kind")
     ).items():
         losses = _loss_order(setting_rows)
-        colors = _colors(losses)
+        colors = loss_colors(losses)
         figure = Figure(figsize=(11, 4.2), layout="constrained")
         axes = figure.subplots(1, 2, sharey=True)
         for ax, key, title in (
@@ -456,7 +465,7 @@ def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
     groups = _group(with_metrics, ("dataset", "noise_kind", "noise_rate"))
     for (dataset, kind, rate), group_rows in sorted(groups.items()):
         losses = _loss_order(group_rows)
-        colors = _colors(losses)
+        colors = loss_colors(losses)
         figure = Figure(figsize=(15, 4.2), layout="constrained")
         axes = figure.subplots(1, 3)
         panels = (
@@ -656,7 +665,7 @@ def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
         if len(set(alpha_of.values())) < 2:
             continue
         rates = sorted({row["noise_rate"] for row in setting_rows})
-        colors = _colors([f"{rate:g}" for rate in rates])
+        colors = loss_colors([f"{rate:g}" for rate in rates])
         figure = Figure(figsize=(11, 4.2), layout="constrained")
         axes = figure.subplots(1, 2, sharey=True)
         for ax, key, title in (
@@ -753,22 +762,24 @@ def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
             )
 
 
-_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Sweep directory to report on.")
-
-
 def main(argv: Sequence[str]) -> int:
     del argv
-    if not pathlib.Path(_SWEEP_DIR.value).is_dir():
+    sweep_dir = flags.FLAGS.sweep_dir
+    if not pathlib.Path(sweep_dir).is_dir():
         print(
-            f"report: --sweep_dir={_SWEEP_DIR.value}: no such directory; allowed: "
+            f"report: --sweep_dir={sweep_dir}: no such directory; allowed: "
             "a sweep directory (the --workdir of sweep.py)",
             file=sys.stderr,
         )
         return 2
-    write_report(_SWEEP_DIR.value)
+    write_report(sweep_dir)
     return 0
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("sweep_dir")
+    # Defined here, not at import: label_errors imports this module and has its
+    # own --sweep_dir.
+    flags.DEFINE_string(
+        "sweep_dir", None, "Sweep directory to report on.", required=True
+    )
     app.run(main)

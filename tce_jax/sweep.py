@@ -8,6 +8,9 @@ run config and the axes of the grid::
     datasets, noise_kinds, noise_rates, seeds: tuples
     losses:      tuple of dicts, each {"name": <registry name>, <hparam>: value}
     jobs:        runs at once (0 = chosen from the number of cores)
+    holdout_folds: optional; K >= 2 makes every grid point K cross-fitting
+                 runs (``seed0-fold1of3``: trains on all folds of the training
+                 examples but fold 1 and predicts it; config.data.holdout_fold)
 
 Every point of dataset x noise kind x noise rate x loss x seed is one run in its
 own readable directory under the sweep dir, e.g.
@@ -89,6 +92,8 @@ class Run:
       loss_name: losses registry name.
       loss_hparams: sorted (name, value) pairs passed to the loss.
       seed: config seed.
+      fold, num_folds: the held-out fold of a cross-fitting run (num_folds 0:
+        an ordinary run).
       overrides: flat {"dotted.key": value} applied to the base config, holding
         the sweep-wide overrides and this run's axis values.
     """
@@ -100,6 +105,8 @@ class Run:
     loss_hparams: tuple[tuple[str, Any], ...]
     seed: int
     overrides: Mapping[str, Any]
+    fold: int = 0
+    num_folds: int = 0
 
     @property
     def loss_label(self) -> str:
@@ -113,7 +120,8 @@ class Run:
                 self.dataset,
                 f"{self.noise_kind}-{_format_number(self.noise_rate)}",
                 self.loss_label,
-                f"seed{self.seed}",
+                f"seed{self.seed}"
+                + (f"-fold{self.fold}of{self.num_folds}" if self.num_folds else ""),
             )
         )
 
@@ -127,6 +135,8 @@ class Run:
             "loss_name": self.loss_name,
             "loss_hparams": dict(self.loss_hparams),
             "seed": self.seed,
+            "holdout_fold": self.fold,
+            "holdout_folds": self.num_folds,
             "rel_dir": self.rel_dir,
             "overrides": dict(self.overrides),
         }
@@ -176,13 +186,20 @@ def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
         if not values:
             raise ValueError(f"sweep axis {name!r} is empty")
     shared = flatten(sweep_config.get("overrides") or {})
+    num_folds = sweep_config.get("holdout_folds", 0)
+    if not isinstance(num_folds, int) or num_folds < 0 or num_folds == 1:
+        raise ValueError(
+            f"sweep holdout_folds must be 0 (ordinary runs) or an int >= 2, got "
+            f"{num_folds!r}"
+        )
     runs = []
-    for seed, dataset, kind, rate, loss in itertools.product(
+    for seed, dataset, kind, rate, loss, fold in itertools.product(
         axes["seeds"],
         axes["datasets"],
         axes["noise_kinds"],
         axes["noise_rates"],
         axes["losses"],
+        range(max(num_folds, 1)),
     ):
         loss = dict(loss)
         if "name" not in loss:
@@ -198,6 +215,8 @@ def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
             "loss.name": name,
             **{f"loss.{key}": value for key, value in hparams},
         }
+        if num_folds:
+            overrides |= {"data.holdout_folds": num_folds, "data.holdout_fold": fold}
         runs.append(
             Run(
                 dataset=dataset,
@@ -207,6 +226,8 @@ def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
                 loss_hparams=hparams,
                 seed=int(seed),
                 overrides=overrides,
+                fold=fold,
+                num_folds=num_folds,
             )
         )
     seen = set()

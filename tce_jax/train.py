@@ -10,14 +10,19 @@ writes into ``workdir``:
   against the noisy train labels, ``train_clean_accuracy`` against the clean
   ones, ``memorized_fraction`` = share of the noisy-labelled train examples
   predicted as their noisy label, ``val_accuracy`` on the noisy validation
-  labels, ``test_accuracy`` on the clean test set. ``images_per_second`` is
+  labels, ``test_accuracy`` on the clean test set (None on epochs that skip
+  it, see ``config.test_eval_every_epochs``). ``images_per_second`` is
   the training throughput of the epoch (from the end of its first step, so
   without compilation); ``elapsed_seconds`` is the training time so far,
   summed over launches;
 * ``summary.json``: final and best-noisy-validation figures, config, commit
   (``wall_seconds`` is the wall time of the launch that wrote it);
 * ``train_predictions.npz``: per-example eval-mode predictions on the train
-  split after the last epoch;
+  split after the last epoch (every class's probability, ``save_predictions``),
+  and ``train_predictions_best_val.npz`` the same at the epoch selected on
+  the noisy validation split; with cross-fitting folds
+  (``config.data.holdout_folds``) also ``heldout_predictions.npz`` and
+  ``heldout_predictions_best_val.npz`` on the held-out fold;
 * TensorBoard events (clu.metric_writers) and orbax checkpoints in
   ``checkpoints/`` (see ``checkpointing``).
 
@@ -67,7 +72,12 @@ from tce_jax.preprocessing import Preprocessing
 from tce_jax.seeding import purpose_key
 from tce_jax.selection import select_on_validation
 
-EVAL_SPLITS = ("train", "val", "test")
+
+def predictions_file(split: str, *, at_best_val: bool = False) -> str:
+    """The file holding one split's predictions after the last epoch or at the
+    selected (best noisy-val) epoch: ``train_predictions.npz``,
+    ``train_predictions_best_val.npz``, ``heldout_predictions.npz``, ..."""
+    return f"{split}_predictions{'_best_val' if at_best_val else ''}.npz"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -243,11 +253,12 @@ def _eval_step(
         preprocessing.eval_images(batch["image"]),
         train=False,
     )
-    log_probs = jax.nn.log_softmax(logits)
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
     log_prob_label = jnp.take_along_axis(log_probs, batch["label"][:, None], axis=-1)
     outputs = {
         "prediction": jnp.argmax(logits, axis=-1).astype(jnp.int32),
         "log_prob_label": log_prob_label[:, 0],
+        "probs": jnp.exp(log_probs),
     }
     for key in ("index", "label", "clean_label", "is_noisy", "mask"):
         outputs[key] = batch[key]
@@ -288,7 +299,7 @@ def evaluate_split(
 
     Returns:
       Per-example numpy arrays (padding dropped), keyed index, label,
-      clean_label, is_noisy, prediction, log_prob_label.
+      clean_label, is_noisy, prediction, log_prob_label and probs ([n, K]).
     """
     # Dispatch every batch before reading any result back: the host keeps
     # feeding the devices while earlier batches compute.
@@ -400,19 +411,27 @@ def summarize(
     return summary
 
 
-def save_train_predictions(path: str, split: dict[str, np.ndarray]) -> None:
-    """Writes train_predictions.npz, sorted by example index."""
+def save_predictions(path: str, split: dict[str, np.ndarray]) -> None:
+    """Writes one split's eval-mode predictions (npz, atomically), by example index.
+
+    Keys: index, label (the noisy label trained on), clean_label, is_noisy,
+    prob_label and log_prob_label (the model's probability of ``label``), probs
+    (float32 [n, K], every class's probability).
+    """
     order = np.argsort(split["index"], kind="stable")
     log_prob_label = split["log_prob_label"][order].astype(np.float32)
+    partial_path = f"{path}.partial.npz"
     np.savez(
-        path,
+        partial_path,
         index=split["index"][order],
         label=split["label"][order],
         clean_label=split["clean_label"][order],
         is_noisy=split["is_noisy"][order].astype(bool),
         prob_label=np.exp(log_prob_label),
         log_prob_label=log_prob_label,
+        probs=split["probs"][order].astype(np.float32),
     )
+    os.replace(partial_path, path)
 
 
 # ----------------------------------------------------------------------------
@@ -566,9 +585,15 @@ def train_and_evaluate(
         start_step=start_epoch * steps_per_epoch,
     )
     run_start = time.perf_counter()
+    best_val = max(
+        (r["val_accuracy"] for r in history if r["val_accuracy"] is not None),
+        default=None,
+    )
     train_eval = None
     try:
         for epoch in range(start_epoch + 1, config.num_epochs + 1):
+            last = epoch == config.num_epochs
+            test_every = config.test_eval_every_epochs
             state, record, train_eval = _run_epoch(
                 epoch,
                 state,
@@ -580,13 +605,23 @@ def train_and_evaluate(
                 steps_per_epoch=steps_per_epoch,
                 progress=progress,
                 writer=writer,
-                evaluate=(
-                    epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
-                ),
+                evaluate=epoch % config.eval_every_epochs == 0 or last,
+                test_due=last or bool(test_every and epoch % test_every == 0),
+                best_val=best_val,
             )
             record["elapsed_seconds"] = elapsed_before + (
                 time.perf_counter() - run_start
             )
+            if _improves(record["val_accuracy"], best_val):
+                best_val = record["val_accuracy"]
+                # Written before the checkpoint: a run killed in between redoes
+                # this epoch and writes the same predictions again.
+                _save_run_predictions(
+                    workdir,
+                    _prediction_splits(eval_step, state, datasets, config, train_eval),
+                    at_best_val=True,
+                    is_writer=is_writer,
+                )
             history.append(record)
             checkpointer.save(epoch, state, history)
             writer.write_scalars(
@@ -611,10 +646,13 @@ def train_and_evaluate(
         wall_seconds=time.perf_counter() - wall_start,
         commit=commit,
     )
+    _save_run_predictions(
+        workdir,
+        _prediction_splits(eval_step, state, datasets, config, train_eval),
+        at_best_val=False,
+        is_writer=is_writer,
+    )
     if is_writer:
-        save_train_predictions(
-            os.path.join(workdir, "train_predictions.npz"), train_eval
-        )
         _write_atomically(
             os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n"
         )
@@ -655,13 +693,65 @@ ACCURACY_KEYS = (
 )
 
 
+def _improves(val_accuracy: float | None, best_val: float | None) -> bool:
+    """Whether an epoch's noisy-val accuracy beats every earlier epoch's.
+
+    Selection takes the earliest epoch of the best accuracy, which is always
+    such an epoch; so testing at these epochs (and the last) covers every test
+    accuracy a summary reports.
+    """
+    return val_accuracy is not None and (best_val is None or val_accuracy > best_val)
+
+
+def _prediction_splits(
+    eval_step: Callable,
+    state: TrainState,
+    datasets: input_pipeline.Datasets,
+    config: ml_collections.ConfigDict,
+    train_eval: dict[str, np.ndarray],
+) -> dict[str, dict[str, np.ndarray]]:
+    """The outputs saved as predictions: train, and the held-out fold if any.
+
+    Every process evaluates (the eval step is a collective); process 0 writes.
+    """
+    splits = {"train": train_eval}
+    if datasets.num_heldout:
+        splits["heldout"] = evaluate_split(
+            eval_step, state, datasets.eval_batches("heldout", config.eval_batch_size)
+        )
+    return splits
+
+
+def _save_run_predictions(
+    workdir: str,
+    splits: dict[str, dict[str, np.ndarray]],
+    *,
+    at_best_val: bool,
+    is_writer: bool,
+) -> None:
+    if is_writer:
+        for split, outputs in splits.items():
+            save_predictions(
+                os.path.join(workdir, predictions_file(split, at_best_val=at_best_val)),
+                outputs,
+            )
+
+
 def _evaluate_all(
     eval_step: Callable,
     state: TrainState,
     datasets: input_pipeline.Datasets,
     config: ml_collections.ConfigDict,
+    *,
+    test_due: bool,
+    best_val: float | None,
 ) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
-    """Eval-mode accuracies on train, (noisy) val and test, and the train outputs."""
+    """Eval-mode accuracies on train, (noisy) val and test, and the train outputs.
+
+    Test is evaluated when ``test_due`` or when val improves on ``best_val``
+    (the best noisy-val accuracy of the earlier epochs); otherwise its accuracy
+    is None.
+    """
     train_eval = evaluate_split(
         eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
     )
@@ -671,13 +761,16 @@ def _evaluate_all(
             eval_step, state, datasets.eval_batches("val", config.eval_batch_size)
         )
         val_accuracy = _accuracy(val["prediction"], val["label"])
-    test = evaluate_split(
-        eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
-    )
+    test_accuracy = None
+    if test_due or _improves(val_accuracy, best_val):
+        test = evaluate_split(
+            eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
+        )
+        test_accuracy = _accuracy(test["prediction"], test["clean_label"])
     accuracies = {
         **train_split_metrics(train_eval),
         "val_accuracy": val_accuracy,
-        "test_accuracy": _accuracy(test["prediction"], test["clean_label"]),
+        "test_accuracy": test_accuracy,
     }
     assert tuple(accuracies) == ACCURACY_KEYS
     return accuracies, train_eval
@@ -696,8 +789,10 @@ def _run_epoch(
     progress: _Progress,
     writer: metric_writers.MetricWriter,
     evaluate: bool,
+    test_due: bool,
+    best_val: float | None,
 ) -> tuple[TrainState, dict[str, Any], dict[str, np.ndarray] | None]:
-    """Trains one epoch, then (if ``evaluate``) evaluates train, val and test.
+    """Trains one epoch, then (if ``evaluate``) evaluates (``_evaluate_all``).
 
     The record of an epoch that is not evaluated has None for every accuracy.
     """
@@ -725,7 +820,9 @@ def _run_epoch(
     timed_steps = len(step_losses) - 1
 
     if evaluate:
-        accuracies, train_eval = _evaluate_all(eval_step, state, datasets, config)
+        accuracies, train_eval = _evaluate_all(
+            eval_step, state, datasets, config, test_due=test_due, best_val=best_val
+        )
     else:
         accuracies, train_eval = dict.fromkeys(ACCURACY_KEYS), None
     record = {

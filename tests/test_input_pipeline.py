@@ -32,6 +32,8 @@ def _config(dataset="cifar10", **overrides):
             "train_subset": 0,
             "validation_fraction": 0.2,
             "validation_examples": 0,
+            "holdout_folds": 0,
+            "holdout_fold": 0,
             "augment": True,
         },
         "noise": {"kind": "symmetric", "rate": 0.4, "transition_matrix": None},
@@ -123,7 +125,7 @@ def test_train_batches_shapes_dtypes_sharding_and_label_join(mock):
         assert np.all((batch["label"] >= 0) & (batch["label"] < info.num_classes))
 
 
-@pytest.mark.parametrize("split", input_pipeline.EVAL_SPLITS)
+@pytest.mark.parametrize("split", ("train", "val", "test"))
 def test_eval_batches_pad_and_mask_so_each_example_counts_once(mock, split):
     datasets, _ = mock
     expected = {
@@ -293,6 +295,30 @@ def test_validation_examples_replace_the_fraction():
     assert not set(datasets.train_index) & set(datasets.val_index)
 
 
+def test_cross_fitting_folds_partition_the_training_examples():
+    whole = _mock_datasets(_config("cifar10"))
+    heldout = []
+    for fold in range(3):
+        config = _config(
+            "cifar10", **{"data.holdout_folds": 3, "data.holdout_fold": fold}
+        )
+        datasets = _mock_datasets(config)
+        # Same subset, noisy labels and validation split as without folds.
+        np.testing.assert_array_equal(datasets.noise.labels, whole.noise.labels)
+        np.testing.assert_array_equal(datasets.val_index, whole.val_index)
+        np.testing.assert_array_equal(
+            np.union1d(datasets.train_index, datasets.heldout_index), whole.train_index
+        )
+        assert not np.intersect1d(datasets.train_index, datasets.heldout_index).size
+        assert datasets.num_heldout == 12  # 36 training examples / 3.
+        batches = _as_numpy(datasets.eval_batches("heldout", BATCH))
+        indices = np.concatenate([b["index"][b["mask"]] for b in batches])
+        np.testing.assert_array_equal(indices, datasets.heldout_index)
+        heldout.append(datasets.heldout_index)
+    np.testing.assert_array_equal(np.sort(np.concatenate(heldout)), whole.train_index)
+    assert whole.num_heldout == 0
+
+
 # ---------------------------------------------------------------------- bad input
 
 
@@ -311,6 +337,11 @@ def test_validation_examples_replace_the_fraction():
             r"validation_examples=10 leaves no training examples",
         ),
         ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
+        ({"data.holdout_folds": 1}, r"holdout_folds must be 0 .* or an int >= 2"),
+        (
+            {"data.holdout_folds": 2, "data.holdout_fold": 2},
+            r"holdout_fold must be an int in \[0, config.data.holdout_folds=2\)",
+        ),
         ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
         ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
         (

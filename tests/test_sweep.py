@@ -117,6 +117,28 @@ def test_grid_expansion_and_run_dirs(base_config_path):
     }
 
 
+def test_cross_fitting_grid_makes_one_run_per_fold(base_config_path, tmp_path):
+    config = make_sweep_config(base_config_path, noise_rates=(0.4,), holdout_folds=3)
+    runs = sweep.expand_grid(config)
+    assert len(runs) == 2 * 2 * 3
+    assert [run.rel_dir for run in runs[:3]] == [
+        f"fashion_mnist/symmetric-0.4/ce/seed0-fold{fold}of3" for fold in range(3)
+    ]
+    assert runs[2].overrides["data.holdout_folds"] == 3
+    assert runs[2].overrides["data.holdout_fold"] == 2
+    assert runs[2].info()["holdout_folds"] == 3
+    # The report leaves cross-fitting runs out of its tables.
+    for run in (runs[0], *sweep.expand_grid(make_sweep_config(base_config_path))[:1]):
+        run_dir = tmp_path / "sweep" / run.rel_dir
+        run_dir.mkdir(parents=True)
+        (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(run.info()))
+    rows = report.collect(tmp_path / "sweep")
+    assert [row["run"] for row in rows] == ["fashion_mnist/symmetric-0/ce/seed0"]
+    for bad in (1, -1, 2.0):
+        with pytest.raises(ValueError, match="holdout_folds must be 0"):
+            sweep.expand_grid(make_sweep_config(base_config_path, holdout_folds=bad))
+
+
 def test_loss_labels_are_readable_and_sorted():
     assert sweep.loss_label("ce", {}) == "ce"
     assert sweep.loss_label("tce", {"alpha": 1e-3}) == "tce-alpha0.001"

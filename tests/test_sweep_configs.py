@@ -14,6 +14,8 @@ EXPECTED_RUNS = {
     "alpha_study": 36,
     "demo": 4,
     "fashion_mnist_class_instance": 72,
+    "fashion_mnist_label_errors": 18,
+    "fashion_mnist_label_errors_folds": 27,
     "fashion_mnist_large": 12,
     "fashion_mnist_noise": 75,
 }

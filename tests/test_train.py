@@ -186,6 +186,27 @@ def test_run_writes_the_documented_outputs(reference_run):
     )
     assert list(pathlib.Path(workdir).glob("events.out.tfevents.*"))
 
+    # Full probabilities after the last epoch and at the selected epoch, each
+    # consistent with that epoch's metrics.
+    selected = history[summary["best_val_epoch"] - 1]
+    for name, record in (
+        ("train_predictions.npz", history[-1]),
+        ("train_predictions_best_val.npz", selected),
+    ):
+        saved = np.load(pathlib.Path(workdir, name))
+        np.testing.assert_array_equal(saved["index"], labels["train_index"])
+        np.testing.assert_allclose(saved["probs"].sum(axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(
+            np.take_along_axis(saved["probs"], saved["label"][:, None], axis=1)[:, 0],
+            saved["prob_label"],
+            rtol=1e-5,
+        )
+        predicted = saved["probs"].argmax(axis=1)
+        assert np.mean(predicted == saved["clean_label"]) == pytest.approx(
+            record["train_clean_accuracy"]
+        ), name
+    assert not list(pathlib.Path(workdir).glob("heldout_*"))
+
 
 @contextlib.contextmanager
 def count_compilations():
@@ -226,6 +247,52 @@ def test_eval_every_epochs_skips_evaluation_but_not_training(reference_run, tmp_
     assert summary["best_val_epoch"] == best["epoch"]
     assert summary["best_test_accuracy"] == max(r["test_accuracy"] for r in history[1:])
     assert summary["final_test_accuracy"] == reference_summary["final_test_accuracy"]
+
+
+def test_test_set_is_skipped_except_where_a_reported_number_needs_it(
+    reference_run, tmp_path
+):
+    """test_eval_every_epochs=0: test only at new best noisy-val epochs and the
+    last, and every reported test number equals the every-epoch run's."""
+    workdir, reference_summary = reference_run
+    summary = train.train_and_evaluate(
+        tiny_config(test_eval_every_epochs=0), str(tmp_path)
+    )
+    history, reference = read_history(tmp_path), read_history(workdir)
+    best_so_far = -1.0
+    for record, ref in zip(history, reference, strict=True):
+        improves = record["val_accuracy"] > best_so_far
+        best_so_far = max(best_so_far, record["val_accuracy"])
+        last = record["epoch"] == len(history)
+        expected = ref["test_accuracy"] if improves or last else None
+        assert record["test_accuracy"] == expected, record["epoch"]
+        for key in ("train_loss", "train_clean_accuracy", "val_accuracy"):
+            assert record[key] == ref[key], (record["epoch"], key)
+    for key in ("final_test_accuracy", "best_val_epoch", "best_val_test_accuracy"):
+        assert summary[key] == reference_summary[key], key
+    with pytest.raises(config_validation.ConfigError, match="test_eval_every_epochs"):
+        train.train_and_evaluate(
+            tiny_config(test_eval_every_epochs=-1), str(tmp_path / "bad")
+        )
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cross_fitting_run_predicts_its_held_out_fold(tmp_path):
+    train.train_and_evaluate(
+        tiny_config(num_epochs=2, **{"data.holdout_folds": 3, "data.holdout_fold": 2}),
+        str(tmp_path),
+    )
+    labels = np.load(tmp_path / "labels.npz")
+    heldout = labels["heldout_index"]
+    assert heldout.size == (NUM_FAKE_TRAIN - 80) // 3  # Folds 0 and 1 get one more.
+    assert not np.intersect1d(heldout, labels["train_index"]).size
+    for name in ("heldout_predictions.npz", "heldout_predictions_best_val.npz"):
+        saved = np.load(tmp_path / name)
+        np.testing.assert_array_equal(saved["index"], heldout)
+        np.testing.assert_array_equal(saved["label"], labels["noisy_labels"][heldout])
+        np.testing.assert_array_equal(saved["is_noisy"], labels["is_noisy"][heldout])
+    train_saved = np.load(tmp_path / "train_predictions.npz")
+    np.testing.assert_array_equal(train_saved["index"], labels["train_index"])
 
 
 def test_memorized_fraction_counts_noisy_examples_fit_to_their_noisy_label():
@@ -470,6 +537,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         ({"eval_batch_size": 0}, "config.eval_batch_size"),
         ({"log_every_steps": 0}, "config.log_every_steps"),
         ({"eval_every_epochs": 0}, "config.eval_every_epochs"),
+        ({"test_eval_every_epochs": -1}, "config.test_eval_every_epochs"),
+        ({"data.holdout_folds": 1}, "config.data.holdout_folds"),
+        ({"data.holdout_folds": 3, "data.holdout_fold": 3}, "config.data.holdout_fold"),
+        ({"data.holdout_fold": 1}, "config.data.holdout_fold"),
         ({"checkpoint_keep": 0}, "config.checkpoint_keep"),
         ({"data.dataset": "imagenet"}, "config.data.dataset"),
         ({"data.validation_fraction": 1.0}, "config.data.validation_fraction"),
