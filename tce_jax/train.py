@@ -253,7 +253,7 @@ def _eval_step(
         preprocessing.eval_images(batch["image"]),
         train=False,
     )
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+    log_probs = jax.nn.log_softmax(logits)
     log_prob_label = jnp.take_along_axis(log_probs, batch["label"][:, None], axis=-1)
     outputs = {
         "prediction": jnp.argmax(logits, axis=-1).astype(jnp.int32),
