@@ -189,10 +189,6 @@ def main(argv: list[str]) -> int:
             "if missing; an existing one resumes its run)",
             EXIT_INVALID_CONFIG,
         )
-    try:
-        config_validation.validate(config, num_devices=jax.device_count())
-    except config_validation.ConfigError as error:
-        return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
     logging.info(
         "JAX %s, %d process(es), %d device(s): %s",
         jax.__version__,
@@ -201,6 +197,7 @@ def main(argv: list[str]) -> int:
         jax.devices()[0].platform,
     )
     try:
+        # Validates the config first (config_validation.validate), once.
         train.train_and_evaluate(config, _WORKDIR.value)
     except config_validation.ConfigError as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)

@@ -5,11 +5,17 @@ names the field and says what is allowed, e.g.::
 
     config.model.name: unknown model 'resnet7'; allowed: preact_resnet18, resnet110, ...
 
-The data and noise fields are checked by ``input_pipeline.validate_config``, the
-loss hyperparameters by the loss registry, so the rules live next to the code
-that uses them.
+This module owns every rule a run config must follow; the input pipeline, the
+train step and the sweep trust a config that ``validate`` accepted. The rules
+that need the loaded data or a call's arguments (``check_batch_size``,
+``check_batch_fits``) are defined here too and called where that is known.
+The loss hyperparameters' ranges come from the loss registry
+(``losses.get``), the noise arguments' from ``noise.check_arguments``, which
+check them for library users too. Checking a config imports neither
+TensorFlow nor tfds.
 """
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +24,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from tce_jax import input_pipeline, losses, models
+from tce_jax import losses, models, noise
+from tce_jax.dataset_info import DATASETS
 
 SCHEDULES = ("constant", "piecewise", "cosine")
 # The model's computation dtype; parameters, BatchNorm statistics, logits, the
@@ -69,12 +76,13 @@ def _require(condition: bool, field: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config.{field}: got {value!r}; allowed: {allowed}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _one_line(error: Exception) -> str:
@@ -88,15 +96,13 @@ def _validate_loss(loss: Mapping[str, Any], hparams: dict[str, Any]) -> None:
             f"config.loss.name: unknown loss {name!r}; "
             f"allowed: {', '.join(losses.names())}"
         )
-    allowed = losses.hparam_names(name)
-    for hparam in hparams:
-        if hparam not in allowed:
-            raise ConfigError(
-                f"config.loss.{hparam}: not a hyperparameter of loss {name!r} "
-                f"(it takes: {', '.join(allowed) or 'none'}); leave it unset"
-            )
     try:
         losses.get(name, **hparams)
+    except losses.UnknownHyperparameterError as error:
+        raise ConfigError(
+            f"config.loss.{error.unknown[0]}: not a hyperparameter of loss {name!r} "
+            f"(it takes: {', '.join(error.allowed) or 'none'}); leave it unset"
+        ) from None
     except (ValueError, TypeError) as error:
         raise ConfigError(f"config.loss ({name}): {_one_line(error)}") from None
 
@@ -131,6 +137,132 @@ def _validate_schedule(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_batch_size(batch_size: Any, num_devices: int, *, field: str) -> None:
+    """A global batch size must be a positive multiple of the device count.
+
+    ``validate`` applies it to the config's batch sizes; the input pipeline to
+    the batch sizes its callers pass.
+    """
+    _require(
+        is_int(batch_size) and batch_size > 0 and batch_size % num_devices == 0,
+        field,
+        f"a positive multiple of the {num_devices} devices (the device count)",
+        batch_size,
+    )
+
+
+def check_batch_fits(batch_size: int, num_train: int) -> None:
+    """An epoch needs at least one full batch of the training examples.
+
+    Only known once the data is loaded: the train loop and the pipeline apply it.
+    """
+    if batch_size > num_train:
+        raise ConfigError(
+            f"config.batch_size: got {batch_size}, which exceeds the {num_train} "
+            f"training examples: an epoch would have no step; allowed: at most the "
+            f"number of training examples ({num_train})"
+        )
+
+
+def _field(config: ml_collections.ConfigDict, path: str) -> Any:
+    node = config
+    for part in path.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(f"config.{path} is missing") from error
+    return node
+
+
+def _validate_seed(config: ml_collections.ConfigDict) -> None:
+    seed = _field(config, "seed")
+    if not is_int(seed) or seed < 0:
+        raise ConfigError(f"config.seed must be an int >= 0, got {seed!r}")
+
+
+def validate_data(config: ml_collections.ConfigDict) -> None:
+    """Checks the fields the data side uses (part of ``validate``).
+
+    Reads config.seed, config.data.{dataset, data_dir, train_subset,
+    validation_fraction, validation_examples, holdout_folds, holdout_fold,
+    augment} and config.noise.{kind, rate, transition_matrix}.
+
+    Raises:
+      ConfigError: naming the offending field and what is allowed.
+    """
+    _validate_seed(config)
+    _validate_data_fields(config)
+
+
+def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
+    name = _field(config, "data.dataset")
+    if name not in DATASETS:
+        raise ConfigError(
+            f"config.data.dataset must be one of {sorted(DATASETS)}, got {name!r}"
+        )
+    data_dir = _field(config, "data.data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ConfigError(
+            f"config.data.data_dir must be a path (str) or None for the tfds "
+            f"default, got {data_dir!r}"
+        )
+    subset = _field(config, "data.train_subset")
+    if not is_int(subset) or subset < 0:
+        raise ConfigError(
+            f"config.data.train_subset must be an int >= 0 (0 = the whole train "
+            f"split), got {subset!r}"
+        )
+    fraction = _field(config, "data.validation_fraction")
+    if not _is_number(fraction) or not 0.0 <= fraction < 1.0:
+        raise ConfigError(
+            f"config.data.validation_fraction must be a number in [0, 1), got "
+            f"{fraction!r}"
+        )
+    val_examples = _field(config, "data.validation_examples")
+    if not is_int(val_examples) or val_examples < 0:
+        raise ConfigError(
+            f"config.data.validation_examples must be an int >= 0 (0 = "
+            f"config.data.validation_fraction decides), got {val_examples!r}"
+        )
+    if subset and val_examples >= subset:
+        raise ConfigError(
+            f"config.data.validation_examples={val_examples} leaves no training "
+            f"examples out of config.data.train_subset={subset}"
+        )
+    folds = _field(config, "data.holdout_folds")
+    fold = _field(config, "data.holdout_fold")
+    if not is_int(folds) or folds < 0 or folds == 1:
+        raise ConfigError(
+            f"config.data.holdout_folds must be 0 (train on every training "
+            f"example) or an int >= 2 (cross-fitting folds), got {folds!r}"
+        )
+    if not is_int(fold) or not 0 <= fold < max(folds, 1):
+        raise ConfigError(
+            f"config.data.holdout_fold must be an int in [0, "
+            f"config.data.holdout_folds={folds}) (0 when there are no folds), "
+            f"got {fold!r}"
+        )
+    augment_flag = _field(config, "data.augment")
+    if not isinstance(augment_flag, bool):
+        raise ConfigError(
+            f"config.data.augment must be True (the dataset's random crop/flip) or "
+            f"False (training images as they are), got {augment_flag!r}"
+        )
+    num_classes = DATASETS[name].num_classes
+    try:
+        noise.check_arguments(
+            num_classes=num_classes,
+            rate=_field(config, "noise.rate"),
+            kind=_field(config, "noise.kind"),
+            transition_matrix=_field(config, "noise.transition_matrix"),
+        )
+    except ValueError as error:
+        raise ConfigError(
+            f"config.noise.{error} (config.data.dataset={name!r} has {num_classes} "
+            "classes)"
+        ) from error
+
+
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     """Raises ``ConfigError`` on the first field that is not allowed.
 
@@ -141,52 +273,41 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     Raises:
       ConfigError: with a one-line message naming the field.
     """
+    _validate_seed(config)
     _require(
-        _is_int(config.seed) and config.seed >= 0, "seed", "an int >= 0", config.seed
-    )
-    _require(
-        _is_int(config.num_epochs) and config.num_epochs > 0,
+        is_int(config.num_epochs) and config.num_epochs > 0,
         "num_epochs",
         "an int > 0",
         config.num_epochs,
     )
     for field in ("batch_size", "eval_batch_size"):
-        value = config[field]
-        _require(
-            _is_int(value) and value > 0 and value % num_devices == 0,
-            field,
-            f"a positive multiple of the device count ({num_devices})",
-            value,
-        )
+        check_batch_size(config[field], num_devices, field=field)
     _require(
-        _is_int(config.eval_every_epochs) and config.eval_every_epochs > 0,
+        is_int(config.eval_every_epochs) and config.eval_every_epochs > 0,
         "eval_every_epochs",
         "an int > 0",
         config.eval_every_epochs,
     )
     _require(
-        _is_int(config.test_eval_every_epochs) and config.test_eval_every_epochs >= 0,
+        is_int(config.test_eval_every_epochs) and config.test_eval_every_epochs >= 0,
         "test_eval_every_epochs",
         "an int >= 0 (0: test only after the last epoch and at new best noisy-val "
         "epochs)",
         config.test_eval_every_epochs,
     )
     _require(
-        _is_int(config.log_every_steps) and config.log_every_steps > 0,
+        is_int(config.log_every_steps) and config.log_every_steps > 0,
         "log_every_steps",
         "an int > 0",
         config.log_every_steps,
     )
     _require(
-        _is_int(config.checkpoint_keep) and config.checkpoint_keep >= 1,
+        is_int(config.checkpoint_keep) and config.checkpoint_keep >= 1,
         "checkpoint_keep",
         "an int >= 1",
         config.checkpoint_keep,
     )
-    try:
-        input_pipeline.validate_config(config)
-    except ValueError as error:
-        raise ConfigError(_one_line(error)) from None
+    _validate_data_fields(config)
 
     model = config.model
     allowed_models = ", ".join(models.names())

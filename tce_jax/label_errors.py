@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import pathlib
 import sys
@@ -51,7 +52,7 @@ from absl import app, flags
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
-from tce_jax import report, sweep, train
+from tce_jax import report, run_files
 
 OUTPUT_DIR = "label_errors"
 CSV_FIELDS = ("rank", "index", "given_label", "predicted_label", "score")
@@ -64,11 +65,11 @@ class InputError(ValueError):
 
 def load_predictions(run_dir: pathlib.Path, split: str, at_best_val: bool) -> dict:
     """A run's saved predictions on ``split`` ("train" or "heldout") as arrays."""
-    path = run_dir / train.predictions_file(split, at_best_val=at_best_val)
+    path = run_dir / run_files.predictions_file(split, at_best_val=at_best_val)
     if not path.exists():
         raise InputError(
             f"{path}: no such file; allowed: a run dir of a finished run "
-            f"(train.py writes {train.predictions_file(split)} at its end)"
+            f"(train.py writes {run_files.predictions_file(split)} at its end)"
         )
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
@@ -115,21 +116,20 @@ def write_ranking(path: pathlib.Path, predictions: dict[str, np.ndarray]) -> Non
     order = ranking(predictions["prob_label"], predictions["index"])
     probs = predictions.get("probs")
     predicted = None if probs is None else np.argmax(probs, axis=-1)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS)
-        for rank, i in enumerate(order, start=1):
-            writer.writerow(
-                (
-                    rank,
-                    int(predictions["index"][i]),
-                    int(predictions["label"][i]),
-                    "" if predicted is None else int(predicted[i]),
-                    f"{predictions['prob_label'][i]:.6g}",
-                )
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_FIELDS)
+    for rank, i in enumerate(order, start=1):
+        writer.writerow(
+            (
+                rank,
+                int(predictions["index"][i]),
+                int(predictions["label"][i]),
+                "" if predicted is None else int(predicted[i]),
+                f"{predictions['prob_label'][i]:.6g}",
             )
-    partial.replace(path)
+        )
+    run_files.write_text_atomically(path, text.getvalue())
 
 
 def rank_run(run_dir: str | pathlib.Path) -> list[str]:
@@ -170,8 +170,8 @@ def rank_run(run_dir: str | pathlib.Path) -> list[str]:
 def _run_infos(sweep_dir: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
     return [
         (path.parent, json.loads(path.read_text()))
-        for path in sorted(sweep_dir.rglob(sweep.RUN_INFO_FILE))
-        if (path.parent / sweep.SUMMARY_FILE).exists()
+        for path in sorted(sweep_dir.rglob(run_files.RUN_INFO_FILE))
+        if (path.parent / run_files.SUMMARY_FILE).exists()
     ]
 
 

@@ -1256,6 +1256,23 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
+class UnknownHyperparameterError(ValueError):
+    """``get`` was given a hyperparameter the loss does not take.
+
+    Attributes:
+      loss: the loss name.
+      unknown: the names it does not take, in the order given.
+      allowed: the names it takes.
+    """
+
+    def __init__(self, loss: str, unknown: list[str], allowed: tuple[str, ...]):
+        super().__init__(
+            f"Loss {loss!r} takes no hyperparameter {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+        self.loss, self.unknown, self.allowed = loss, unknown, allowed
+
+
 def names() -> tuple[str, ...]:
     """The registered loss names, sorted."""
     return tuple(sorted(_REGISTRY))
@@ -1299,13 +1316,11 @@ def get(name: str, **hparams: Any) -> LossFn:
     """
     entry = _entry(name)
     given = {key: value for key, value in hparams.items() if value is not None}
-    unknown = sorted(set(given) - set(entry.hparams))
+    unknown = [key for key in given if key not in entry.hparams]
     if unknown:
-        allowed = ", ".join(entry.hparams) or "none"
-        raise ValueError(
-            f"Loss {name!r} takes no hyperparameter {', '.join(unknown)}; "
-            f"allowed: {allowed}"
-        )
+        # The one check of hyperparameter names: library users call get()
+        # directly, and config_validation words its error for a config field.
+        raise UnknownHyperparameterError(name, unknown, tuple(entry.hparams))
     bound = {
         key: _check_hparam(name, key, given.get(key, default), allowed)
         for key, (default, allowed) in entry.hparams.items()
@@ -1315,6 +1330,7 @@ def get(name: str, **hparams: Any) -> LossFn:
 
 __all__ = (
     "DEFAULT_TCE_ALPHA",
+    "UnknownHyperparameterError",
     "bi_tempered_logistic_loss",
     "cross_entropy",
     "default_tce_alpha",

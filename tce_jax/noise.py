@@ -72,6 +72,8 @@ import jax
 import numpy as np
 from scipy import special
 
+from tce_jax import seeding
+
 KINDS = ("symmetric", "uniform", "pair", "asymmetric_cifar10", "matrix", "instance")
 
 # CIFAR-10 class ids: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog,
@@ -285,7 +287,7 @@ def _numpy_generator(key):
             "key must be a single JAX PRNG key (jax.random.key or PRNGKey), got an "
             f"array of dtype {words.dtype} and shape {words.shape}"
         )
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words.tolist())))
+    return seeding.numpy_generator(*words.tolist())
 
 
 def _corrupt_chosen_examples(rng, clean, num_classes, rate, kind):

@@ -12,12 +12,13 @@ directory (default: TFDS_DATA_DIR or ~/tensorflow_datasets).
 
 from absl import app, flags
 
-from tce_jax import input_pipeline
+from tce_jax import tfds_data
+from tce_jax.dataset_info import DATASETS
 
 _DATASET = flags.DEFINE_enum(
     "dataset",
     "fashion_mnist",
-    sorted(input_pipeline.DATASETS),
+    sorted(DATASETS),
     "Dataset to prepare.",
 )
 _DATA_DIR = flags.DEFINE_string(
@@ -27,7 +28,7 @@ _DATA_DIR = flags.DEFINE_string(
 
 def main(argv):
     del argv  # No positional arguments.
-    builder = input_pipeline.prepare(_DATASET.value, _DATA_DIR.value)
+    builder = tfds_data.prepare(_DATASET.value, _DATA_DIR.value)
     splits = ", ".join(
         f"{name}: {split.num_examples}" for name, split in builder.info.splits.items()
     )

@@ -43,11 +43,11 @@ from absl import app, flags, logging
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tce_jax import losses, sweep
+from tce_jax import losses, run_files
 from tce_jax.selection import select_on_validation
 
 REPORT_DIR = "report"
-PREDICTIONS_FILE = "train_predictions.npz"
+PREDICTIONS_FILE = run_files.predictions_file("train")
 
 CSV_FIELDS = (
     "run",
@@ -80,33 +80,15 @@ CHOSEN_ALPHA_ROW = "TCE, alpha chosen on noisy validation"
 FINISHED, FAILED, UNFINISHED, MISSING = "finished", "failed", "unfinished", "missing"
 
 
-def read_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as a list of per-epoch dicts, by epoch (last write wins).
-
-    A resumed run may log an epoch twice; the later line is the one that
-    matches the checkpointed state the run continued from.
-    """
-    try:
-        lines = (run_dir / sweep.METRICS_FILE).read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    by_epoch = {}
-    for line in lines:
-        if line.strip():
-            record = json.loads(line)
-            by_epoch[record["epoch"]] = record
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
 def _run_info(run_dir: pathlib.Path) -> dict[str, Any] | None:
     """The run's place in the grid: run.json, else derived from summary's config."""
-    info_path = run_dir / sweep.RUN_INFO_FILE
+    info_path = run_dir / run_files.RUN_INFO_FILE
     if info_path.exists():
         return json.loads(info_path.read_text())
-    summary_path = run_dir / sweep.SUMMARY_FILE
-    if not summary_path.exists():
+    summary = run_files.read_summary(run_dir)
+    if summary is None:
         return None
-    config = json.loads(summary_path.read_text()).get("config") or {}
+    config = summary.get("config") or {}
     loss = dict(config.get("loss") or {})
     name = loss.pop("name", "?")
     hparams = {key: value for key, value in loss.items() if value is not None}
@@ -114,7 +96,7 @@ def _run_info(run_dir: pathlib.Path) -> dict[str, Any] | None:
         "dataset": config.get("data", {}).get("dataset", "?"),
         "noise_kind": config.get("noise", {}).get("kind", "?"),
         "noise_rate": float(config.get("noise", {}).get("rate", math.nan)),
-        "loss": sweep.loss_label(name, hparams),
+        "loss": run_files.loss_label(name, hparams),
         "loss_name": name,
         "loss_hparams": hparams,
         "seed": config.get("seed"),
@@ -136,13 +118,12 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
         row[key] = info.get(key)
     row["loss_hparams"] = json.dumps(info.get("loss_hparams", {}), sort_keys=True)
     row["cpu_seconds"] = cpu_seconds(run_dir)
-    metrics = read_metrics(run_dir)
+    metrics = run_files.read_metrics(run_dir)
     row["metrics"] = metrics
     row["epochs"] = len(metrics)
-    summary_path = run_dir / sweep.SUMMARY_FILE
-    if summary_path.exists():
+    summary = run_files.read_summary(run_dir)
+    if summary is not None:
         row["status"] = FINISHED
-        summary = json.loads(summary_path.read_text())
         for key in (
             "final_test_accuracy",
             "memorized_fraction",
@@ -153,7 +134,9 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
         ):
             row[key] = summary.get(key)
     else:
-        row["status"] = FAILED if (run_dir / sweep.ERROR_FILE).exists() else UNFINISHED
+        row["status"] = (
+            FAILED if (run_dir / run_files.ERROR_FILE).exists() else UNFINISHED
+        )
     if metrics:
         last = metrics[-1]
         if row["status"] != FINISHED:
@@ -176,7 +159,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
 def cpu_seconds(run_dir: pathlib.Path) -> float | None:
     """CPU seconds of all attempts at a run (the sweep's timing.jsonl), if timed."""
     try:
-        lines = (run_dir / sweep.TIMING_FILE).read_text().splitlines()
+        lines = (run_dir / run_files.TIMING_FILE).read_text().splitlines()
     except FileNotFoundError:
         return None
     return round(sum(json.loads(line)["cpu_seconds"] for line in lines if line), 1)
@@ -185,12 +168,12 @@ def cpu_seconds(run_dir: pathlib.Path) -> float | None:
 def _rel_dirs(sweep_dir: pathlib.Path) -> list[str]:
     """The grid's run dirs from sweep.json, then any other run dirs found."""
     rel_dirs = []
-    info_path = sweep_dir / sweep.SWEEP_INFO_FILE
+    info_path = sweep_dir / run_files.SWEEP_INFO_FILE
     if info_path.exists():
         rel_dirs = list(json.loads(info_path.read_text())["runs"])
     known = set(rel_dirs)
     found = set()
-    for name in (sweep.RUN_INFO_FILE, sweep.SUMMARY_FILE):
+    for name in (run_files.RUN_INFO_FILE, run_files.SUMMARY_FILE):
         for path in sweep_dir.rglob(name):
             rel_dir = path.parent.relative_to(sweep_dir).as_posix()
             if not rel_dir.startswith(f"{REPORT_DIR}/"):
@@ -532,15 +515,18 @@ def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
 def tce_gradient_weight_from_log_prob(
     log_prob_label: np.ndarray, alpha: float
 ) -> np.ndarray:
-    """TCE's gradient weight w = p_y / (alpha + (1 - alpha) p_y), in log space.
+    """TCE's gradient weight w = p_y / (alpha + (1 - alpha) p_y) per example.
 
-    Same quantity as losses.tce_gradient_weight, from the saved log p_y instead
-    of logits: log w = log p_y - logaddexp(log alpha, log1p(-alpha) + log p_y).
+    ``losses.tce_gradient_weight`` on the saved log p_y: log-probabilities are
+    valid logits, and the two classes (y, not y) with log-probabilities
+    (log p_y, log(1 - p_y)) give the label y the probability p_y.
     """
-    log_p = np.asarray(log_prob_label, dtype=np.float64)
-    if alpha == 0:
-        return np.ones_like(log_p)
-    return np.exp(log_p - np.logaddexp(np.log(alpha), np.log1p(-alpha) + log_p))
+    log_p = np.asarray(log_prob_label, dtype=np.float32)
+    with np.errstate(divide="ignore"):  # log(1 - p_y) = -inf where p_y = 1.
+        log_not_p = np.log(-np.expm1(log_p))
+    logits = np.stack([log_p, log_not_p], axis=-1)
+    labels = np.zeros(log_p.shape, dtype=np.int32)
+    return np.asarray(losses.tce_gradient_weight(logits, labels, alpha=alpha))
 
 
 def tce_alpha(row: dict[str, Any]) -> float:
@@ -752,7 +738,7 @@ def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
     for row in rows:
         if row["status"] != FINISHED:
             continue
-        summary = json.loads((sweep_dir / row["run"] / sweep.SUMMARY_FILE).read_text())
+        summary = run_files.read_summary(sweep_dir / row["run"])
         if summary.get("best_val_epoch") not in (None, row["best_val_epoch"]):
             logging.warning(
                 "%s: summary.json selected epoch %s, metrics.jsonl gives %s",

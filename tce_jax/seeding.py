@@ -8,6 +8,7 @@ an existing one, and the same seed gives the same streams on every machine.
 import zlib
 
 import jax
+import numpy as np
 
 
 def purpose_key(seed: int, purpose: str) -> jax.Array:
@@ -20,3 +21,9 @@ def purpose_key(seed: int, purpose: str) -> jax.Array:
 def purpose_seed(seed: int, purpose: str) -> int:
     """A 31-bit integer seed for the named stream, for non-JAX consumers."""
     return zlib.crc32(f"{seed}/{purpose}".encode()) & 0x7FFFFFFF
+
+
+def numpy_generator(*words: int) -> np.random.Generator:
+    """A NumPy generator seeded by integer words (a purpose seed, an epoch, the
+    words of a JAX key): the one way the package seeds host-side randomness."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(words))))

@@ -31,11 +31,10 @@ from typing import Any
 import ml_collections
 import submitit
 
-from tce_jax import sweep
+from tce_jax import run_files, sweep
 
 # submitit clusters this module submits to.
 CLUSTERS = ("slurm", "local")
-JOB_FILE = "job.json"
 SUBMITIT_DIR = "submitit"
 # Requeues after hitting the time limit (submitit's max_num_timeout); a run
 # that needs more should ask for more time.
@@ -187,7 +186,7 @@ class RunJob(submitit.helpers.Checkpointable):
         if code != 0:
             raise RunFailedError(
                 f"{self.run.rel_dir}: exit code {code}; see "
-                f"{self.run_dir / sweep.ERROR_FILE}"
+                f"{self.run_dir / run_files.ERROR_FILE}"
             )
         return self.run.rel_dir
 
@@ -201,7 +200,7 @@ def queued_runs(sweep_dir: str | os.PathLike) -> dict[str, str]:
     """
     sweep_dir = pathlib.Path(sweep_dir).resolve()
     jobs = {}
-    for path in sorted(sweep_dir.rglob(JOB_FILE)):
+    for path in sorted(sweep_dir.rglob(run_files.JOB_FILE)):
         record = json.loads(path.read_text())
         if record["cluster"] == "slurm":
             rel_dir = path.parent.relative_to(sweep_dir).as_posix()
@@ -271,7 +270,7 @@ def submit_sweep(
     )
     for job, run_dir in zip(jobs, run_dirs, strict=True):
         record = {"cluster": cluster, "job_id": job.job_id, "folder": str(folder)}
-        (run_dir / JOB_FILE).write_text(json.dumps(record) + "\n")
+        (run_dir / run_files.JOB_FILE).write_text(json.dumps(record) + "\n")
     outcome.submitted = [run.rel_dir for run in plan.pending]
     log(
         f"submitted {len(jobs)} run(s) to {cluster}: jobs "

@@ -51,20 +51,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
+from flax import traverse_util
+
+from tce_jax import run_files
+from tce_jax.run_files import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    ERROR_FILE,
+    HEARTBEAT_FILE,
+    LOG_FILE,
+    RUN_INFO_FILE,
+    SWEEP_INFO_FILE,
+    TIMING_FILE,
+)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_SCRIPT = REPO_ROOT / "launch.py"
-
-SUMMARY_FILE = "summary.json"
-METRICS_FILE = "metrics.jsonl"
-RUN_INFO_FILE = "run.json"
-CONFIG_FILE = "config.json"
-COMMAND_FILE = "command.sh"
-LOG_FILE = "log.txt"
-ERROR_FILE = "error.txt"
-TIMING_FILE = "timing.jsonl"
-HEARTBEAT_FILE = "heartbeat"
-SWEEP_INFO_FILE = "sweep.json"
 
 # A supervised run's heartbeat file is touched this often; one older than
 # HEARTBEAT_STALE_SECONDS means nobody runs it any more (killed, node lost,
@@ -110,7 +112,7 @@ class Run:
 
     @property
     def loss_label(self) -> str:
-        return loss_label(self.loss_name, dict(self.loss_hparams))
+        return run_files.loss_label(self.loss_name, dict(self.loss_hparams))
 
     @property
     def rel_dir(self) -> str:
@@ -118,7 +120,7 @@ class Run:
         return "/".join(
             (
                 self.dataset,
-                f"{self.noise_kind}-{_format_number(self.noise_rate)}",
+                f"{self.noise_kind}-{run_files.format_number(self.noise_rate)}",
                 self.loss_label,
                 f"seed{self.seed}"
                 + (f"-fold{self.fold}of{self.num_folds}" if self.num_folds else ""),
@@ -142,31 +144,11 @@ class Run:
         }
 
 
-def _format_number(value: float) -> str:
-    """Short, exact-enough text for a number in a directory name (0.4, 1e-05)."""
-    return f"{value:g}"
-
-
-def loss_label(name: str, hparams: Mapping[str, Any]) -> str:
-    """Readable name of a loss with its hyperparameters, e.g. 'tce-alpha0.01'."""
-    parts = [name]
-    for key in sorted(hparams):
-        value = hparams[key]
-        text = _format_number(value) if isinstance(value, float) else str(value)
-        parts.append(f"{key}{text}")
-    return "-".join(parts)
-
-
-def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(nested: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, Any]:
     """{"data": {"train_subset": 5}} -> {"data.train_subset": 5}."""
-    flat = {}
-    for key, value in nested.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping | ml_collections.ConfigDict):
-            flat.update(flatten(dict(value.items()), prefix=f"{path}."))
-        else:
-            flat[path] = value
-    return flat
+    if isinstance(nested, ml_collections.ConfigDict):
+        nested = nested.to_dict()
+    return traverse_util.flatten_dict(dict(nested), sep=".")
 
 
 def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
@@ -271,18 +253,21 @@ def resolve_config(
         typo in a sweep config fails here, before any run starts).
     """
     config = load_config_file(base_config_path)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for parent in parents:
-            if parent not in node:
-                raise KeyError(f"override {dotted!r}: no field {parent!r}")
-            node = node[parent]
-        if leaf not in node:
-            raise KeyError(f"override {dotted!r}: no field {leaf!r}")
-        # Setting through the ConfigDict keeps FieldReference links and placeholder
-        # types, exactly like a --config.<key> flag does.
-        node[leaf] = tuple(value) if isinstance(value, list) else value
+    was_locked = config.is_locked
+    # Locked, an update cannot add a field: a typo raises KeyError naming it.
+    config.lock()
+    try:
+        # Setting through the ConfigDict keeps FieldReference links and
+        # placeholder types, exactly like a --config.<key> flag does.
+        config.update_from_flattened_dict(
+            {
+                dotted: tuple(value) if isinstance(value, list) else value
+                for dotted, value in overrides.items()
+            }
+        )
+    finally:
+        if not was_locked:
+            config.unlock()
     return config
 
 
@@ -342,7 +327,7 @@ def command_script(
 
 
 def is_finished(run_dir: pathlib.Path) -> bool:
-    return (run_dir / SUMMARY_FILE).exists()
+    return (run_dir / run_files.SUMMARY_FILE).exists()
 
 
 def is_running(run_dir: pathlib.Path) -> bool:
@@ -379,12 +364,8 @@ def heartbeat(run_dir: pathlib.Path, every: float = HEARTBEAT_SECONDS):
 
 def epochs_done(run_dir: pathlib.Path) -> int:
     """Epochs recorded in metrics.jsonl (0 if none yet)."""
-    try:
-        lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    except FileNotFoundError:
-        return 0
-    epochs = [json.loads(line).get("epoch", 0) for line in lines if line.strip()]
-    return max(epochs, default=0)
+    metrics = run_files.read_metrics(run_dir)
+    return metrics[-1]["epoch"] if metrics else 0
 
 
 def default_jobs(cpu_count: int | None = None) -> int:
@@ -545,7 +526,7 @@ def _format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class _Progress:
+class _SweepProgress:
     """Counts runs and estimates the time left.
 
     Per-run time is the mean of the runs finished so far; before the first one
@@ -755,7 +736,7 @@ def run_sweep(
         plan.base_config_path, plan.runs[0].overrides
     ).num_epochs
     log(f"  {jobs} at a time")
-    progress = _Progress(
+    progress = _SweepProgress(
         len(plan.runs),
         len(outcome.skipped) + len(outcome.busy),
         jobs,
@@ -853,7 +834,8 @@ def run_status(
         exit_line = (run_dir / ERROR_FILE).read_text().split("\n", 1)[0]
         detail = f"{exit_line}, after {_progress_text(run_dir)}"
     elif any(
-        (run_dir / name).exists() for name in (LOG_FILE, METRICS_FILE, HEARTBEAT_FILE)
+        (run_dir / name).exists()
+        for name in (LOG_FILE, run_files.METRICS_FILE, HEARTBEAT_FILE)
     ):
         detail = (
             f"stopped without an exit status after {_progress_text(run_dir)} "

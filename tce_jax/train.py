@@ -63,21 +63,22 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers
+from flax import traverse_util
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from tce_jax import checkpointing, config_validation, input_pipeline, losses, models
+from tce_jax import (
+    checkpointing,
+    config_validation,
+    input_pipeline,
+    losses,
+    models,
+    run_files,
+)
 from tce_jax.preprocessing import Preprocessing
 from tce_jax.seeding import purpose_key
 from tce_jax.selection import select_on_validation
-
-
-def predictions_file(split: str, *, at_best_val: bool = False) -> str:
-    """The file holding one split's predictions after the last epoch or at the
-    selected (best noisy-val) epoch: ``train_predictions.npz``,
-    ``train_predictions_best_val.npz``, ``heldout_predictions.npz``, ..."""
-    return f"{split}_predictions{'_best_val' if at_best_val else ''}.npz"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -362,18 +363,6 @@ def git_commit() -> str | None:
     return f"{commit}-dirty" if commit and dirty else commit or None
 
 
-def _write_atomically(path: str, text: str) -> None:
-    tmp_path = f"{path}.tmp"
-    with open(tmp_path, "w") as f:
-        f.write(text)
-    os.replace(tmp_path, path)
-
-
-def write_metrics_jsonl(path: str, history: list[dict[str, Any]]) -> None:
-    """Rewrites metrics.jsonl from the history (so a resume never duplicates)."""
-    _write_atomically(path, "".join(json.dumps(record) + "\n" for record in history))
-
-
 def summarize(
     history: list[dict[str, Any]],
     *,
@@ -420,9 +409,8 @@ def save_predictions(path: str, split: dict[str, np.ndarray]) -> None:
     """
     order = np.argsort(split["index"], kind="stable")
     log_prob_label = split["log_prob_label"][order].astype(np.float32)
-    partial_path = f"{path}.partial.npz"
-    np.savez(
-        partial_path,
+    run_files.write_npz_atomically(
+        path,
         index=split["index"][order],
         label=split["label"][order],
         clean_label=split["clean_label"][order],
@@ -431,7 +419,6 @@ def save_predictions(path: str, split: dict[str, np.ndarray]) -> None:
         log_prob_label=log_prob_label,
         probs=split["probs"][order].astype(np.float32),
     )
-    os.replace(partial_path, path)
 
 
 # ----------------------------------------------------------------------------
@@ -439,7 +426,7 @@ def save_predictions(path: str, split: dict[str, np.ndarray]) -> None:
 
 
 @dataclasses.dataclass
-class _Progress:
+class _StepProgress:
     """Progress lines during training: epoch, step, loss, images/s and ETA.
 
     Throughput is over the steps since the previous line; the ETA extrapolates
@@ -525,15 +512,10 @@ def train_and_evaluate(
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(workdir, exist_ok=True)
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
 
     datasets = input_pipeline.create_datasets(config, mesh=mesh, workdir=workdir)
+    config_validation.check_batch_fits(config.batch_size, datasets.num_train)
     steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
-    if steps_per_epoch == 0:
-        raise config_validation.ConfigError(
-            f"config.batch_size: got {config.batch_size}; allowed: at most the "
-            f"number of training examples ({datasets.num_train})"
-        )
     has_val = datasets.num_val > 0
     learning_rate = create_learning_rate_schedule(config, steps_per_epoch)
     model = models.get(
@@ -554,7 +536,7 @@ def train_and_evaluate(
     eval_step = make_eval_step(mesh, datasets.preprocessing)
 
     checkpointer = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        os.path.join(workdir, run_files.CHECKPOINT_DIR),
         keep=config.checkpoint_keep,
         keep_best=has_val,
     )
@@ -572,14 +554,14 @@ def train_and_evaluate(
             )
         logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
         if is_writer:
-            write_metrics_jsonl(metrics_path, history)
+            run_files.write_metrics(workdir, history)
     elapsed_before = history[-1]["elapsed_seconds"] if history else 0.0
 
     writer = _create_writer(workdir, is_writer=is_writer)
     if start_epoch == 0:
         writer.write_hparams(_flat_hparams(config))
     total_steps = config.num_epochs * steps_per_epoch
-    progress = _Progress(
+    progress = _StepProgress(
         total_steps=total_steps,
         batch_size=config.batch_size,
         start_step=start_epoch * steps_per_epoch,
@@ -629,7 +611,7 @@ def train_and_evaluate(
                 {k: v for k, v in record.items() if v is not None and k != "epoch"},
             )
             if is_writer:
-                write_metrics_jsonl(metrics_path, history)
+                run_files.write_metrics(workdir, history)
             logging.info("epoch %d: %s", epoch, json.dumps(record))
     finally:
         checkpointer.close()
@@ -653,9 +635,7 @@ def train_and_evaluate(
         is_writer=is_writer,
     )
     if is_writer:
-        _write_atomically(
-            os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2) + "\n"
-        )
+        run_files.write_summary(workdir, summary)
     writer.close()
     logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
     return summary
@@ -670,18 +650,12 @@ def _create_writer(workdir: str, *, is_writer: bool) -> metric_writers.MetricWri
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The config as flat scalar hparams for TensorBoard (None and lists skipped)."""
-    flat = {}
-
-    def visit(prefix: str, node: Any) -> None:
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                visit(f"{name}.", value)
-            elif isinstance(value, bool | int | float | str):
-                flat[name] = value
-
-    visit("", config.to_dict())
-    return flat
+    flat = traverse_util.flatten_dict(config.to_dict(), sep=".")
+    return {
+        name: value
+        for name, value in flat.items()
+        if isinstance(value, bool | int | float | str)
+    }
 
 
 ACCURACY_KEYS = (
@@ -732,7 +706,9 @@ def _save_run_predictions(
     if is_writer:
         for split, outputs in splits.items():
             save_predictions(
-                os.path.join(workdir, predictions_file(split, at_best_val=at_best_val)),
+                os.path.join(
+                    workdir, run_files.predictions_file(split, at_best_val=at_best_val)
+                ),
                 outputs,
             )
 
@@ -786,7 +762,7 @@ def _run_epoch(
     eval_step: Callable,
     learning_rate: optax.Schedule,
     steps_per_epoch: int,
-    progress: _Progress,
+    progress: _StepProgress,
     writer: metric_writers.MetricWriter,
     evaluate: bool,
     test_due: bool,

@@ -1,4 +1,4 @@
-"""Test-session setup: four emulated CPU devices for the multi-device tests.
+"""Test-session setup: four emulated CPU devices, and the shared fixtures.
 
 XLA reads the flag when the backend starts, so it must be set before anything
 imports jax.
@@ -11,3 +11,57 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
 # TensorFlow only feeds data here; keep it off the (emulated) accelerators and quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402  (after XLA_FLAGS: nothing may import jax before it)
+
+
+@pytest.fixture(scope="session")
+def compilation_cache(tmp_path_factory):
+    """JAX's on-disk compilation cache for the session: compiled steps are shared
+    between runs (each run jits anew), test modules and launch.py subprocesses
+    (give them ``tiny_run.launch_environment(compilation_cache)``).
+
+    Yields:
+      The cache directory.
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cache
+
+    directory = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+    previous = (
+        jax.config.jax_compilation_cache_dir,
+        jax.config.jax_persistent_cache_min_compile_time_secs,
+    )
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    cache.reset_cache()
+    yield directory
+    jax.config.update("jax_compilation_cache_dir", previous[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+    cache.reset_cache()
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """The input pipeline loads ``tiny_run.fake_load_split``'s synthetic data."""
+    import tiny_run
+
+    from tce_jax import input_pipeline
+
+    monkeypatch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, compilation_cache):
+    """One uninterrupted 3-epoch ``tiny_run.tiny_config()`` run on the fake data,
+    shared by every test that compares with it: (workdir, summary)."""
+    del compilation_cache  # Only needed active.
+    import tiny_run
+
+    from tce_jax import input_pipeline, train
+
+    workdir = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
+        summary = train.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
+    return workdir, summary

@@ -16,7 +16,14 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import PartitionSpec
 
-from tce_jax import fashion_mnist_debian, input_pipeline, noise, preprocessing, seeding
+from tce_jax import (
+    config_validation,
+    fashion_mnist_debian,
+    input_pipeline,
+    noise,
+    preprocessing,
+    seeding,
+)
 
 NUM_MOCK_EXAMPLES = 45
 BATCH = 8
@@ -356,14 +363,14 @@ def test_cross_fitting_folds_partition_the_training_examples():
 )
 def test_validate_config_names_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
-        input_pipeline.validate_config(_config(**overrides))
+        config_validation.validate_data(_config(**overrides))
 
 
 def test_validate_config_reports_missing_fields():
     config = _config()
     del config.data["train_subset"]
     with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
-        input_pipeline.validate_config(config)
+        config_validation.validate_data(config)
 
 
 def test_bad_runtime_arguments(cifar):

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tce_jax import label_errors, sweep, train
+from tce_jax import label_errors, run_files, sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4
@@ -34,7 +34,8 @@ def _predictions(index, label, clean_label, probs):
 def _save(run_dir, split, predictions, *, at_best_val=False):
     run_dir.mkdir(parents=True, exist_ok=True)
     np.savez(
-        run_dir / train.predictions_file(split, at_best_val=at_best_val), **predictions
+        run_dir / run_files.predictions_file(split, at_best_val=at_best_val),
+        **predictions,
     )
 
 
@@ -153,8 +154,8 @@ def _probs(clean, label, confidence_in_clean):
 def _write_run(sweep_dir, run, files):
     run_dir = sweep_dir / run.rel_dir
     run_dir.mkdir(parents=True)
-    (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(run.info()))
-    (run_dir / sweep.SUMMARY_FILE).write_text("{}")
+    (run_dir / run_files.RUN_INFO_FILE).write_text(json.dumps(run.info()))
+    (run_dir / run_files.SUMMARY_FILE).write_text("{}")
     for (split, at_best_val), predictions in files.items():
         _save(run_dir, split, predictions, at_best_val=at_best_val)
 
@@ -234,7 +235,7 @@ def test_sweep_comparison_scores_every_signal_and_cleanlab(fake_sweep):
 
 def test_incomplete_folds_are_skipped_and_mismatched_examples_refused(fake_sweep):
     sweep_dir, folds_dir = fake_sweep
-    (folds_dir / _grid(holdout_folds=2)[0].rel_dir / sweep.SUMMARY_FILE).unlink()
+    (folds_dir / _grid(holdout_folds=2)[0].rel_dir / run_files.SUMMARY_FILE).unlink()
     signals = {row["signal"] for row in label_errors.compare(sweep_dir, folds_dir)}
     assert "cleanlab on 2-fold ce, final" in signals  # Seed 1 is complete.
     run = _grid()[0]

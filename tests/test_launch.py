@@ -1,13 +1,12 @@
 """launch.py as a user runs it: config errors, and kill -9 in the middle + relaunch.
 
-The subprocesses run launch.py on the synthetic data of test_train.py (the
+The subprocesses run launch.py on the synthetic data of tests/tiny_run.py (the
 tfds loading is replaced before launch.main starts) and share a persistent
-compilation cache with the in-process reference run, so each launch costs its
-imports and little else.
+compilation cache with the in-process reference run (conftest.py), so each
+launch costs its imports and little else.
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -15,49 +14,10 @@ import sys
 import time
 
 import pytest
-import test_train
+import tiny_run
 
-from tce_jax import input_pipeline, train
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-# launch.py, with the synthetic training data of test_train.py.
-LAUNCH_ON_FAKE_DATA = f"""
-import sys
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
-from absl import app
-import launch
-import test_train
-from tce_jax import input_pipeline
-input_pipeline.load_split = test_train.fake_load_split
-app.run(launch.main)
-"""
-
-# The command-line form of test_train.tiny_config().
-TINY_OVERRIDES = (
-    "--config=configs/cpu_smoke.py",
-    "--config.data.validation_fraction=0.2",
-    "--config.data.train_subset=0",
-    "--config.model.width_multiplier=0.25",
-    "--config.batch_size=32",
-    "--config.eval_batch_size=64",
-    "--config.log_every_steps=4",
-    "--config.num_epochs=3",
-    "--config.checkpoint_keep=2",
-)
-
-
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
-    yield from test_train.persistent_compilation_cache(tmp_path_factory)
-
-
-def _environment(cache_dir=None):
-    env = dict(os.environ)
-    if cache_dir is not None:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
-    return env
+ROOT = tiny_run.ROOT
+_environment = tiny_run.launch_environment
 
 
 def _launch_rejects(*args):
@@ -139,8 +99,8 @@ def _launch(workdir, cache_dir):
         [
             sys.executable,
             "-c",
-            LAUNCH_ON_FAKE_DATA,
-            *TINY_OVERRIDES,
+            tiny_run.LAUNCH_ON_FAKE_DATA,
+            *tiny_run.TINY_OVERRIDES,
             f"--workdir={workdir}",
         ],
         cwd=ROOT,
@@ -152,12 +112,9 @@ def _launch(workdir, cache_dir):
 
 
 def test_kill_9_mid_run_then_relaunch_gives_the_uninterrupted_summary(
-    compilation_cache, tmp_path, monkeypatch
+    compilation_cache, reference_run, tmp_path
 ):
-    monkeypatch.setattr(input_pipeline, "load_split", test_train.fake_load_split)
-    reference = train.train_and_evaluate(
-        test_train.tiny_config(), str(tmp_path / "reference")
-    )
+    reference_dir, reference = reference_run
 
     workdir = tmp_path / "killed"
     process = _launch(workdir, compilation_cache)
@@ -177,9 +134,9 @@ def test_kill_9_mid_run_then_relaunch_gives_the_uninterrupted_summary(
     assert "Resumed from the checkpoint of epoch" in stderr
 
     summary = json.loads((workdir / "summary.json").read_text())
-    assert test_train.comparable_summary(summary) == test_train.comparable_summary(
+    assert tiny_run.comparable_summary(summary) == tiny_run.comparable_summary(
         json.loads(json.dumps(reference))
     )
-    assert test_train.without_timing(
-        test_train.read_history(workdir)
-    ) == test_train.without_timing(test_train.read_history(tmp_path / "reference"))
+    assert tiny_run.without_timing(
+        tiny_run.read_history(workdir)
+    ) == tiny_run.without_timing(tiny_run.read_history(reference_dir))

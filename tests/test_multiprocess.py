@@ -3,7 +3,7 @@
 Two launch.py processes with one CPU device each join through jax.distributed
 over localhost (Gloo collectives), once told the coordinator by flags and once
 as under srun (from SLURM's variables, which jax reads), and train
-test_launch's tiny cpu_smoke run on the synthetic data; a single process with
+tests/tiny_run.py's tiny cpu_smoke run on the synthetic data; a single process with
 two emulated devices trains the same run as the reference. Process 1 runs
 under an audit hook that fails it on any file write in the workdir outside
 ``checkpoints/``: only process 0 writes the run's files. Checkpoints are
@@ -20,11 +20,9 @@ import sys
 import time
 
 import numpy as np
-import pytest
-import test_launch
-import test_train
+import tiny_run
 
-ROOT = test_launch.ROOT
+ROOT = tiny_run.ROOT
 
 # Process 1 may read the workdir but not change it outside checkpoints/.
 NO_WRITES_UNDER_WORKDIR = """
@@ -81,7 +79,7 @@ def _slurm_environment(job_id, process_id):
 
 
 def _environment(cache_dir, num_devices):
-    env = test_launch._environment(cache_dir)
+    env = tiny_run.launch_environment(cache_dir)
     # conftest.py's four emulated devices are for the in-process tests.
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
     env["JAX_PLATFORMS"] = "cpu"
@@ -97,8 +95,8 @@ def _start(workdir, cache_dir, *, process_id=None, port=None, slurm_env=None):
     Its stderr goes to a file next to the workdir: two processes writing to
     pipes read one after the other could block each other.
     """
-    script = test_launch.LAUNCH_ON_FAKE_DATA
-    flags = [*test_launch.TINY_OVERRIDES]
+    script = tiny_run.LAUNCH_ON_FAKE_DATA
+    flags = [*tiny_run.TINY_OVERRIDES]
     if process_id is not None:
         if process_id == 1:
             script = NO_WRITES_UNDER_WORKDIR + script
@@ -156,19 +154,14 @@ def _finish(processes):
     return errors
 
 
-@pytest.fixture
-def compilation_cache(tmp_path_factory):
-    yield from test_train.persistent_compilation_cache(tmp_path_factory)
-
-
 def _assert_same_run(workdir, reference):
-    assert test_train.without_timing(
-        test_train.read_history(workdir)
-    ) == test_train.without_timing(test_train.read_history(reference))
+    assert tiny_run.without_timing(
+        tiny_run.read_history(workdir)
+    ) == tiny_run.without_timing(tiny_run.read_history(reference))
     summaries = [
         json.loads((d / "summary.json").read_text()) for d in (workdir, reference)
     ]
-    assert test_train.comparable_summary(summaries[0]) == test_train.comparable_summary(
+    assert tiny_run.comparable_summary(summaries[0]) == tiny_run.comparable_summary(
         summaries[1]
     )
     for name in ("train_predictions.npz", "labels.npz"):

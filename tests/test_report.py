@@ -7,10 +7,11 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
-from tce_jax import report, selection, sweep
+from tce_jax import losses, report, run_files, selection
 
 
 def write_run(
@@ -28,7 +29,7 @@ def write_run(
 ):
     """A run dir as the sweep and train.py write it; test/val are per-epoch lists."""
     hparams = hparams or {}
-    label = sweep.loss_label(loss, hparams)
+    label = run_files.loss_label(loss, hparams)
     rel_dir = f"fashion_mnist/symmetric-{rate:g}/{label}/seed{seed}"
     run_dir = sweep_dir / rel_dir
     run_dir.mkdir(parents=True)
@@ -41,12 +42,12 @@ def write_run(
         "loss_hparams": hparams,
         "seed": seed,
     }
-    (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(info))
+    (run_dir / run_files.RUN_INFO_FILE).write_text(json.dumps(info))
     # Two attempts (stopped, then resumed): the report sums their CPU time.
-    (run_dir / sweep.TIMING_FILE).write_text(
+    (run_dir / run_files.TIMING_FILE).write_text(
         '{"cpu_seconds": 30.5}\n{"cpu_seconds": 12.0}\n'
     )
-    with open(run_dir / sweep.METRICS_FILE, "w") as metrics:
+    with open(run_dir / run_files.METRICS_FILE, "w") as metrics:
         for epoch, (test_acc, val_acc) in enumerate(zip(test, val, strict=True), 1):
             record = {
                 "epoch": epoch,
@@ -65,9 +66,9 @@ def write_run(
             "wall_seconds": 10.0,
             "git_commit": "abc",
         }
-        (run_dir / sweep.SUMMARY_FILE).write_text(json.dumps(summary))
+        (run_dir / run_files.SUMMARY_FILE).write_text(json.dumps(summary))
     if failed:
-        (run_dir / sweep.ERROR_FILE).write_text("exit code 1\n")
+        (run_dir / run_files.ERROR_FILE).write_text("exit code 1\n")
     if predictions and finished:
         rng = np.random.default_rng(seed)
         is_noisy = rng.random(500) < rate
@@ -199,7 +200,7 @@ def test_missing_failed_and_unfinished_runs_are_listed_not_averaged(sweep_dir):
     )
     runs = [row["run"] for row in report.collect(sweep_dir)]
     missing = "fashion_mnist/symmetric-0.4/gce-q0.7/seed2"
-    (sweep_dir / sweep.SWEEP_INFO_FILE).write_text(
+    (sweep_dir / run_files.SWEEP_INFO_FILE).write_text(
         json.dumps({"runs": [*runs, missing]})
     )
     rows = report.collect(sweep_dir)
@@ -245,13 +246,22 @@ def test_report_of_an_empty_sweep_says_so(tmp_path):
     assert "No finished runs" in (out_dir / "results.md").read_text()
 
 
-def test_gradient_weight_matches_closed_form():
-    log_p = np.log(np.array([1e-30, 0.01, 0.5, 1.0]))
-    for alpha in (0.0, 0.01, 0.3):
-        p = np.exp(log_p)
-        expected = p / (alpha + (1 - alpha) * p)
+def test_gradient_weight_from_saved_log_probs_is_the_library_weight():
+    """The report's weight from log p_y alone equals losses.tce_gradient_weight
+    on the full logits, from examples the model fits to ones it contradicts."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=6.0, size=(64, 10)).astype(np.float32)
+    logits[0] = [40.0] + [0.0] * 9  # p_y rounds to 1 in float32.
+    labels = rng.integers(0, 10, 64).astype(np.int32)
+    labels[0] = 0
+    log_p = np.take_along_axis(
+        np.asarray(jax.nn.log_softmax(logits)), labels[:, None], axis=-1
+    )[:, 0]
+    for alpha in (0.0, 0.01, 0.1, 0.3):
+        expected = np.asarray(losses.tce_gradient_weight(logits, labels, alpha=alpha))
         got = report.tce_gradient_weight_from_log_prob(log_p, alpha)
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-30)
+        assert expected.min() < 0.1 < 0.9 < expected.max() or alpha == 0
 
 
 def test_tce_alpha_is_chosen_on_noisy_validation_never_on_test(tmp_path):

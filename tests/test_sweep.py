@@ -19,7 +19,7 @@ import time
 import ml_collections
 import pytest
 
-from tce_jax import report, slurm, sweep
+from tce_jax import report, run_files, slurm, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,15 +82,15 @@ class FakeRunner:
     def __call__(self, run, run_dir, cores):
         self.calls.append((run.rel_dir, cores, sweep.epochs_done(run_dir)))
         if run.rel_dir in self.fail:
-            (run_dir / sweep.LOG_FILE).write_text("Traceback: boom\n")
+            (run_dir / run_files.LOG_FILE).write_text("Traceback: boom\n")
             return 1
         num_epochs = run.overrides["num_epochs"]
         last_epoch = self.stop_after_epoch.get(run.rel_dir, num_epochs)
-        with open(run_dir / sweep.METRICS_FILE, "a") as metrics:
+        with open(run_dir / run_files.METRICS_FILE, "a") as metrics:
             for epoch in range(sweep.epochs_done(run_dir) + 1, last_epoch + 1):
                 metrics.write(json.dumps({"epoch": epoch, "test_accuracy": 0.5}) + "\n")
         if last_epoch == num_epochs:
-            (run_dir / sweep.SUMMARY_FILE).write_text(json.dumps({"final": 0.5}))
+            (run_dir / run_files.SUMMARY_FILE).write_text(json.dumps({"final": 0.5}))
             return 0
         return 3  # Killed mid-run.
 
@@ -131,7 +131,7 @@ def test_cross_fitting_grid_makes_one_run_per_fold(base_config_path, tmp_path):
     for run in (runs[0], *sweep.expand_grid(make_sweep_config(base_config_path))[:1]):
         run_dir = tmp_path / "sweep" / run.rel_dir
         run_dir.mkdir(parents=True)
-        (run_dir / sweep.RUN_INFO_FILE).write_text(json.dumps(run.info()))
+        (run_dir / run_files.RUN_INFO_FILE).write_text(json.dumps(run.info()))
     rows = report.collect(tmp_path / "sweep")
     assert [row["run"] for row in rows] == ["fashion_mnist/symmetric-0/ce/seed0"]
     for bad in (1, -1, 2.0):
@@ -140,10 +140,10 @@ def test_cross_fitting_grid_makes_one_run_per_fold(base_config_path, tmp_path):
 
 
 def test_loss_labels_are_readable_and_sorted():
-    assert sweep.loss_label("ce", {}) == "ce"
-    assert sweep.loss_label("tce", {"alpha": 1e-3}) == "tce-alpha0.001"
-    assert sweep.loss_label("sce", {"b": 1.0, "a": 0.1}) == "sce-a0.1-b1"
-    assert sweep.loss_label("taylor_ce", {"order": 2}) == "taylor_ce-order2"
+    assert run_files.loss_label("ce", {}) == "ce"
+    assert run_files.loss_label("tce", {"alpha": 1e-3}) == "tce-alpha0.001"
+    assert run_files.loss_label("sce", {"b": 1.0, "a": 0.1}) == "sce-a0.1-b1"
+    assert run_files.loss_label("taylor_ce", {"order": 2}) == "taylor_ce-order2"
 
 
 def test_grid_rejects_duplicates_and_empty_axes(base_config_path):
@@ -208,13 +208,13 @@ def test_sweep_writes_run_dirs_then_skips_finished_runs(base_config_path, tmp_pa
     )
     assert outcome.ok and len(outcome.finished) == 8 and not outcome.skipped
     run_dir = tmp_path / "sweep/fashion_mnist/symmetric-0.4/tce-alpha0.01/seed1"
-    resolved = json.loads((run_dir / sweep.CONFIG_FILE).read_text())
+    resolved = json.loads((run_dir / run_files.CONFIG_FILE).read_text())
     assert resolved["loss"]["alpha"] == 0.01 and resolved["seed"] == 1
-    assert json.loads((run_dir / sweep.RUN_INFO_FILE).read_text())["loss"] == (
+    assert json.loads((run_dir / run_files.RUN_INFO_FILE).read_text())["loss"] == (
         "tce-alpha0.01"
     )
-    assert "--config.seed=1" in (run_dir / sweep.COMMAND_FILE).read_text()
-    recorded = json.loads((tmp_path / "sweep" / sweep.SWEEP_INFO_FILE).read_text())
+    assert "--config.seed=1" in (run_dir / run_files.COMMAND_FILE).read_text()
+    recorded = json.loads((tmp_path / "sweep" / run_files.SWEEP_INFO_FILE).read_text())
     assert len(recorded["runs"]) == 8
 
     again, prepared = FakeRunner(), []
@@ -257,7 +257,7 @@ def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tm
     )
     assert outcome.failed == [bad] and len(outcome.finished) == 7
     assert not outcome.ok
-    assert "boom" in (tmp_path / bad / sweep.ERROR_FILE).read_text()
+    assert "boom" in (tmp_path / bad / run_files.ERROR_FILE).read_text()
     assert any("FAILED" in message and bad in message for message in messages)
 
     # A later attempt that succeeds clears the error record.
@@ -265,7 +265,7 @@ def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tm
         config, tmp_path, runner=FakeRunner(), preparer=no_preparation, log=print
     )
     assert outcome.finished == [bad] and outcome.ok
-    assert not (tmp_path / bad / sweep.ERROR_FILE).exists()
+    assert not (tmp_path / bad / run_files.ERROR_FILE).exists()
 
 
 def test_unfinished_run_resumes_in_its_own_dir(base_config_path, tmp_path):
@@ -323,7 +323,7 @@ def test_jobs_get_disjoint_core_slices():
 
 def test_eta_extrapolates_from_logged_epochs_then_from_finished_runs():
     fractions = {"a": 0.5, "b": 0.0}
-    progress = sweep._Progress(4, 0, 2, print, fraction_done=fractions.get)
+    progress = sweep._SweepProgress(4, 0, 2, print, fraction_done=fractions.get)
     assert progress.eta_seconds() is None
     progress.start("a", 0)
     progress.start("b", 0)
@@ -355,8 +355,8 @@ def test_subprocess_runner_logs_times_and_returns_the_exit_code(
         codes.append(runner(run, run_dir, tuple(sweep.available_cpus()[:1])))
     assert codes == [0, 7]
     run_dir = tmp_path / runs[0].rel_dir
-    assert "training" in (run_dir / sweep.LOG_FILE).read_text()
-    timing = json.loads((run_dir / sweep.TIMING_FILE).read_text())
+    assert "training" in (run_dir / run_files.LOG_FILE).read_text()
+    timing = json.loads((run_dir / run_files.TIMING_FILE).read_text())
     assert timing["exit_code"] == 0 and timing["cores"] == 1
     assert timing["cpu_seconds"] >= 0
 
@@ -404,15 +404,15 @@ class SlowRunner:
         self.seconds = seconds
 
     def __call__(self, run, run_dir, cores):
-        with open(run_dir / sweep.LOG_FILE, "a") as log:
+        with open(run_dir / run_files.LOG_FILE, "a") as log:
             log.write(f"start after epoch {sweep.epochs_done(run_dir)}\n")
         for epoch in range(
             sweep.epochs_done(run_dir) + 1, run.overrides["num_epochs"] + 1
         ):
             time.sleep(self.seconds)
-            with open(run_dir / sweep.METRICS_FILE, "a") as metrics:
+            with open(run_dir / run_files.METRICS_FILE, "a") as metrics:
                 metrics.write(json.dumps({"epoch": epoch}) + "\n")
-        (run_dir / sweep.SUMMARY_FILE).write_text("{}")
+        (run_dir / run_files.SUMMARY_FILE).write_text("{}")
         return 0
 
 
@@ -442,18 +442,18 @@ def test_status_tells_finished_running_failed_and_missing_runs(
         log=print,
     )
     running = tmp_path / "fashion_mnist/symmetric-0.4/ce/seed1"
-    (running / sweep.SUMMARY_FILE).unlink()
-    (running / sweep.HEARTBEAT_FILE).write_text('{"host": "node7", "pid": 42}')
+    (running / run_files.SUMMARY_FILE).unlink()
+    (running / run_files.HEARTBEAT_FILE).write_text('{"host": "node7", "pid": 42}')
     missing = tmp_path / "fashion_mnist/symmetric-0.4/tce-alpha0.01/seed1"
     for path in missing.iterdir():  # Prepared, never started.
-        if path.name not in (sweep.RUN_INFO_FILE, sweep.CONFIG_FILE):
+        if path.name not in (run_files.RUN_INFO_FILE, run_files.CONFIG_FILE):
             path.unlink()
     # The stopped run was killed without an exit status; its heartbeat is stale.
     stopped = tmp_path / "fashion_mnist/symmetric-0.4/tce-alpha0.01/seed0"
-    (stopped / sweep.ERROR_FILE).unlink()
-    (stopped / sweep.HEARTBEAT_FILE).write_text("{}")
+    (stopped / run_files.ERROR_FILE).unlink()
+    (stopped / run_files.HEARTBEAT_FILE).write_text("{}")
     old = time.time() - sweep.HEARTBEAT_STALE_SECONDS - 1
-    os.utime(stopped / sweep.HEARTBEAT_FILE, (old, old))
+    os.utime(stopped / run_files.HEARTBEAT_FILE, (old, old))
 
     statuses = {s.rel_dir: s for s in sweep.sweep_status(tmp_path)}
     assert {rel_dir: s.state for rel_dir, s in statuses.items()} == {
@@ -598,7 +598,7 @@ def test_submitit_sweep_runs_each_run_as_a_job_and_resubmits_the_unfinished(
     outcome = submit(FakeRunner(fail={bad}))
     assert outcome.submitted == [bad, good]
     assert outcome.failed == [bad] and outcome.finished == [good]
-    record = json.loads((tmp_path / good / slurm.JOB_FILE).read_text())
+    record = json.loads((tmp_path / good / run_files.JOB_FILE).read_text())
     assert record["cluster"] == "local"
     assert (tmp_path / slurm.SUBMITIT_DIR / f"{record['job_id']}_0_log.out").exists()
     statuses = {s.rel_dir: s for s in sweep.sweep_status(tmp_path)}
@@ -610,7 +610,7 @@ def test_submitit_sweep_runs_each_run_as_a_job_and_resubmits_the_unfinished(
     outcome = submit(FakeRunner())
     assert outcome.skipped == [good] and outcome.submitted == [bad]
     assert outcome.finished == [bad] and outcome.ok
-    assert not (tmp_path / bad / sweep.ERROR_FILE).exists()
+    assert not (tmp_path / bad / run_files.ERROR_FILE).exists()
     outcome = submit(FakeRunner())
     assert len(outcome.skipped) == 2 and not outcome.submitted
 
@@ -639,12 +639,14 @@ def test_preempted_submitit_job_is_requeued_and_resumes(
     assert outcome.submitted == ["fashion_mnist/symmetric-0.4/ce/seed0"]
     _wait_for(lambda: sweep.epochs_done(run_dir) >= 2, "epoch 2")
     # What SLURM does before preempting a job or at its time limit.
-    task = json.loads((run_dir / sweep.HEARTBEAT_FILE).read_text())["pid"]
+    task = json.loads((run_dir / run_files.HEARTBEAT_FILE).read_text())["pid"]
     os.kill(task, signal.SIGUSR2)
     _wait_for(lambda: sweep.is_finished(run_dir), "the requeued job")
-    epochs = [json.loads(line)["epoch"] for line in open(run_dir / sweep.METRICS_FILE)]
+    epochs = [
+        json.loads(line)["epoch"] for line in open(run_dir / run_files.METRICS_FILE)
+    ]
     assert epochs == [1, 2, 3, 4, 5, 6]
-    starts = (run_dir / sweep.LOG_FILE).read_text().splitlines()
+    starts = (run_dir / run_files.LOG_FILE).read_text().splitlines()
     assert starts[0] == "start after epoch 0" and len(starts) == 2
     assert int(starts[1].removeprefix("start after epoch ")) >= 2
     _wait_for(lambda: not sweep.is_running(run_dir), "the job to end")
@@ -707,7 +709,9 @@ def test_slurm_job_array_asks_for_the_resources_and_resubmission_skips_live_jobs
     ):
         assert line in script.splitlines(), line
     assert [
-        json.loads((tmp_path / "sweep" / rel / slurm.JOB_FILE).read_text())["job_id"]
+        json.loads((tmp_path / "sweep" / rel / run_files.JOB_FILE).read_text())[
+            "job_id"
+        ]
         for rel in runs
     ] == ["4242_0", "4242_1"]
 
@@ -768,9 +772,11 @@ def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
     for row in rows:
         run_dir = sweep_dir / row["run"]
         # The local sweep's files: the same launch.py command, its log and times.
-        assert "launch.py" in (run_dir / sweep.COMMAND_FILE).read_text()
-        assert "Resumed" not in (run_dir / sweep.LOG_FILE).read_text()
-        assert json.loads((run_dir / sweep.TIMING_FILE).read_text())["exit_code"] == 0
+        assert "launch.py" in (run_dir / run_files.COMMAND_FILE).read_text()
+        assert "Resumed" not in (run_dir / run_files.LOG_FILE).read_text()
+        assert (
+            json.loads((run_dir / run_files.TIMING_FILE).read_text())["exit_code"] == 0
+        )
 
     # Resubmitted: nothing is left to run, so nothing is submitted.
     outcome = slurm.submit_sweep(

@@ -1,8 +1,8 @@
 """Tests of the training loop: steps, sharding, schedules, resume, checkpoints, NaN.
 
 The end-to-end runs use the real input pipeline on a small synthetic
-Fashion-MNIST-shaped dataset (``fake_load_split`` replaces the tfds loading)
-and a tiny ResNet-8, on the 4 emulated CPU devices of conftest.py.
+Fashion-MNIST-shaped dataset (``tiny_run.fake_load_split`` replaces the tfds
+loading) and a tiny ResNet-8, on the 4 emulated CPU devices of conftest.py.
 """
 
 import collections
@@ -18,11 +18,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from tiny_run import (
+    NUM_FAKE_TEST,
+    NUM_FAKE_TRAIN,
+    comparable_summary,
+    read_history,
+    tiny_config,
+    without_timing,
+)
 
-from configs import cpu_smoke
 from tce_jax import (
     config_validation,
     input_pipeline,
@@ -32,10 +38,6 @@ from tce_jax import (
     train,
 )
 
-NUM_FAKE_TRAIN = 400
-NUM_FAKE_TEST = 150
-# Metrics that depend on wall-clock time, not on the computation.
-TIMING_KEYS = ("images_per_second", "elapsed_seconds")
 # Crop and flip on, as for CIFAR: the steps below run the whole augmentation.
 PREPROCESSING = preprocessing.Preprocessing(
     mean=(0.5,) * 3, std=(0.25,) * 3, crop_padding=2, random_flip=True, seed=0
@@ -45,90 +47,8 @@ PREPROCESSING = preprocessing.Preprocessing(
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
-def fake_load_split(info, split, data_dir=None):
-    """Deterministic synthetic images whose class is visible in their brightness."""
-    del data_dir
-    size = NUM_FAKE_TRAIN if split == "train" else NUM_FAKE_TEST
-    rng = np.random.default_rng(0 if split == "train" else 1)
-    labels = rng.integers(0, info.num_classes, size).astype(np.int32)
-    noise = rng.integers(0, 100, (size, *info.image_shape))
-    images = noise + (labels * 15)[:, None, None, None]
-    return images.astype(np.uint8), labels
-
-
-def tiny_config(**overrides):
-    """cpu_smoke shrunk to seconds: ResNet-8 at 1/4 width on the fake data."""
-    config = cpu_smoke.get_config()
-    config.data.validation_fraction = 0.2
-    config.data.train_subset = 0
-    config.model.width_multiplier = 0.25
-    config.batch_size = 32
-    config.eval_batch_size = 64
-    config.log_every_steps = 4
-    config.num_epochs = 3
-    config.checkpoint_keep = 2
-    for path, value in overrides.items():
-        node = config
-        *parents, leaf = path.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
-    return config
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-    """Shares compiled steps between runs (each run jits anew) and test modules."""
-    yield from persistent_compilation_cache(tmp_path_factory)
-
-
-def persistent_compilation_cache(tmp_path_factory):
-    """Generator fixture body: JAX's on-disk compilation cache for this session.
-
-    Yields:
-      The cache directory (for subprocesses: JAX_COMPILATION_CACHE_DIR).
-    """
-    directory = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-    previous = (
-        jax.config.jax_compilation_cache_dir,
-        jax.config.jax_persistent_cache_min_compile_time_secs,
-    )
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    compilation_cache.reset_cache()
-    yield directory
-    jax.config.update("jax_compilation_cache_dir", previous[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-    compilation_cache.reset_cache()
-
-
-@pytest.fixture(autouse=True)
-def _fake_data(monkeypatch):
-    monkeypatch.setattr(input_pipeline, "load_split", fake_load_split)
-
-
-def read_history(workdir):
-    lines = pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
-
-
-def without_timing(history):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in history]
-
-
-def comparable_summary(summary):
-    # Other work may commit to the repository between two runs of a test.
-    return {k: v for k, v in summary.items() if k not in ("wall_seconds", "git_commit")}
-
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    """An uninterrupted 3-epoch run: (workdir, summary)."""
-    workdir = tmp_path_factory.mktemp("reference")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(input_pipeline, "load_split", fake_load_split)
-        summary = train.train_and_evaluate(tiny_config(), str(workdir))
-    return workdir, summary
+# The fake data, the compilation cache and the reference run: conftest.py.
+pytestmark = pytest.mark.usefixtures("compilation_cache", "fake_data")
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,117 @@
+"""Loading a dataset of ``dataset_info.DATASETS`` with tensorflow-datasets.
+
+Fashion-MNIST comes from Debian's IDX files through the project's own tfds
+builder (``tce_jax.fashion_mnist_debian``) when they are installed; otherwise,
+and for the other datasets, tfds downloads the data. Prepare once with
+``python3 -m tce_jax.prepare_data --dataset=NAME``; when the data can be
+neither read offline nor downloaded, the error says how to get it.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tce_jax import fashion_mnist_debian
+from tce_jax.dataset_info import DATASETS, DatasetInfo
+
+# Examples per tf.data batch while loading a split into host memory.
+_LOAD_CHUNK = 10_000
+
+
+def dataset_builder(
+    info: DatasetInfo, data_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
+    """The tfds builder for a dataset: Debian's Fashion-MNIST files when present."""
+    if info.name == "fashion_mnist":
+        debian = fashion_mnist_debian.FashionMnistDebian(data_dir=data_dir)
+        if fashion_mnist_debian.is_available() or debian.is_prepared():
+            return debian
+    return tfds.builder(info.tfds_name, data_dir=data_dir)
+
+
+def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """Downloads (or, for Fashion-MNIST, reads offline) and prepares a dataset.
+
+    Args:
+      name: a key of `DATASETS`.
+      data_dir: tfds data directory; None for the tfds default.
+
+    Returns:
+      The prepared tfds builder.
+
+    Raises:
+      RuntimeError: if the data can be neither read offline nor downloaded,
+        saying how to get it.
+    """
+    info = DATASETS[name]
+    builder = dataset_builder(info, data_dir)
+    try:
+        builder.download_and_prepare()
+    except Exception as error:
+        # Offline, tfds fails in many ways (DNS, HTTP, checksums); all need the
+        # same advice, and the original error stays chained for the details.
+        raise RuntimeError(_how_to_get_data(info, builder, error)) from error
+    return builder
+
+
+def load_split(
+    info: DatasetInfo, split: str, data_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a whole tfds split into host memory.
+
+    Args:
+      info: a `DatasetInfo`.
+      split: "train" or "test".
+      data_dir: tfds data directory; None for the tfds default.
+
+    Returns:
+      (images uint8 [N, H, W, C], labels int32 [N]) in tfds' deterministic read
+      order.
+    """
+    try:
+        # tf.data only feeds the host; keep TensorFlow off the accelerators.
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        pass  # TensorFlow was initialised earlier; its device choice stands.
+    builder = prepare(info.name, data_dir)
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    chunks = list(tfds.as_numpy(dataset.batch(_LOAD_CHUNK).prefetch(1)))
+    images = np.concatenate([chunk["image"] for chunk in chunks])
+    labels = np.concatenate([chunk["label"] for chunk in chunks])
+    if images.shape[1:] != info.image_shape or images.dtype != np.uint8:
+        raise ValueError(
+            f"{builder.name} {split} images are {images.dtype} {images.shape[1:]}, "
+            f"expected uint8 {info.image_shape}"
+        )
+    return images, labels.astype(np.int32)
+
+
+def _how_to_get_data(
+    info: DatasetInfo, builder: tfds.core.DatasetBuilder, error: Exception
+) -> str:
+    location = builder.data_dir
+    if isinstance(builder, fashion_mnist_debian.FashionMnistDebian):
+        return (
+            f"Preparing Fashion-MNIST from Debian's IDX files in "
+            f"{fashion_mnist_debian.DEBIAN_DIR} into {location} failed "
+            f"({type(error).__name__}: {error}). Reinstall them with "
+            f"`sudo apt-get install --reinstall dataset-fashion-mnist`, or remove "
+            f"{location} if an earlier preparation was interrupted, then run "
+            "`python3 -m tce_jax.prepare_data --dataset=fashion_mnist`."
+        )
+    if info.name == "fashion_mnist":
+        return (
+            f"Fashion-MNIST is not available: Debian's IDX files are not in "
+            f"{fashion_mnist_debian.DEBIAN_DIR} and tfds could not download it "
+            f"({type(error).__name__}: {error}). Either install them with "
+            f"`{fashion_mnist_debian.INSTALL_HINT}` (or `bash scripts/setup.sh` as "
+            "root) and run `python3 -m tce_jax.prepare_data --dataset=fashion_mnist`, "
+            "or run once with internet access so tfds can download it."
+        )
+    return (
+        f"tfds could not prepare {info.tfds_name} in {location} "
+        f"({type(error).__name__}: {error}). It is downloaded once with internet "
+        f"access: run `python3 -m tce_jax.prepare_data --dataset={info.name}` where "
+        "there is internet and point config.data.data_dir (or TFDS_DATA_DIR) at "
+        "that data directory."
+    )
