@@ -128,10 +128,6 @@ class Checkpointer:
             return epoch, restored.state, history
         return None
 
-    def all_epochs(self) -> Sequence[int]:
-        """The epochs that have a checkpoint on disk, ascending."""
-        return self._manager.all_steps()
-
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""
         self._manager.wait_until_finished()

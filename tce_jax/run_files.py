@@ -39,6 +39,8 @@ HEARTBEAT_FILE = "heartbeat"
 JOB_FILE = "job.json"
 # In the sweep directory.
 SWEEP_INFO_FILE = "sweep.json"
+# submitit's job scripts and logs (the slurm executor, tce_jax.slurm).
+SUBMITIT_DIR = "submitit"
 
 PathLike = str | os.PathLike
 

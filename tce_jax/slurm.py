@@ -33,9 +33,6 @@ import submitit
 
 from tce_jax import run_files, sweep
 
-# submitit clusters this module submits to.
-CLUSTERS = ("slurm", "local")
-SUBMITIT_DIR = "submitit"
 # Requeues after hitting the time limit (submitit's max_num_timeout); a run
 # that needs more should ask for more time.
 MAX_TIMEOUT_REQUEUES = 3
@@ -256,7 +253,7 @@ def submit_sweep(
     if not plan.pending:
         return outcome
     # One folder for every job: submitit names its files by job id.
-    folder = plan.sweep_dir / SUBMITIT_DIR
+    folder = plan.sweep_dir / run_files.SUBMITIT_DIR
     executor = make_executor(
         folder, cluster=cluster, resources=resources, name=f"tce_{plan.sweep_dir.name}"
     )
@@ -274,7 +271,7 @@ def submit_sweep(
     outcome.submitted = [run.rel_dir for run in plan.pending]
     log(
         f"submitted {len(jobs)} run(s) to {cluster}: jobs "
-        f"{_job_ids_text(jobs)}; submitit logs in {plan.sweep_dir / SUBMITIT_DIR}"
+        f"{_job_ids_text(jobs)}; submitit logs in {folder}"
     )
     if not wait:
         return outcome

@@ -252,6 +252,22 @@ def test_single_device_mesh(cifar):
     np.testing.assert_array_equal(np.asarray(batch["index"]), cifar.train_order(0)[:6])
 
 
+@pytest.mark.parametrize("kind", ["symmetric", "instance"])
+def test_same_labels_splits_and_batches_on_one_and_four_devices(kind):
+    config = _config("cifar10", **{"noise.kind": kind})
+    one, four = (_mock_datasets(config, mesh=_mesh(n)) for n in (1, 4))
+    for name in ("clean_labels", "source_index", "train_index", "val_index"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(four, name))
+    np.testing.assert_array_equal(one.noise.labels, four.noise.labels)
+    np.testing.assert_array_equal(one.noise.is_noisy, four.noise.is_noisy)
+    assert one.noise.is_noisy.any()
+    for got, want in zip(
+        one.train_batches(1, BATCH), four.train_batches(1, BATCH), strict=True
+    ):
+        for key in want:
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+
+
 def test_train_subset_and_asymmetric_noise():
     config = _config(
         "cifar10",

@@ -83,17 +83,24 @@ class OutputContractTest(parameterized.TestCase):
         self.assertFalse(np.array_equal(first.labels, other.labels))
 
     @parameterized.parameters(*noise.KINDS)
-    def test_invariant_to_later_batching_and_sharding(self, kind):
-        """Noise is computed once over the whole split; any batching is a view."""
-        clean, result = _corrupt(kind)
-        order = np.random.default_rng(3).permutation(clean.size)
-        for num_shards in (1, 2, 4):
-            shards = np.array_split(order, num_shards)
-            joined = np.empty_like(result.labels)
-            for shard in shards:
-                for batch in np.array_split(shard, max(1, shard.size // 64)):
-                    joined[batch] = result.labels[batch]
-            np.testing.assert_array_equal(joined, result.labels)
+    def test_same_labels_on_one_device_and_on_four(self, kind):
+        """The labels depend on the key's value only, not on where it lives:
+        one device, another device, or replicated over a 4-device mesh."""
+        self.assertEqual(jax.device_count(), 4)  # conftest emulates 4 devices.
+        clean, reference = _corrupt(kind)
+        mesh = jax.make_mesh((4,), ("data",))
+        placements = [
+            jax.device_put(jax.random.key(7), jax.devices()[3]),
+            jax.device_put(
+                jax.random.key(7),
+                jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+            ),
+        ]
+        for key in placements:
+            with jax.default_device(max(key.devices(), key=lambda d: d.id)):
+                _, result = _corrupt(kind, labels=clean, key=key)
+            np.testing.assert_array_equal(result.labels, reference.labels)
+            np.testing.assert_array_equal(result.is_noisy, reference.is_noisy)
 
     def test_typed_and_raw_keys_agree(self):
         clean = _clean_labels()
