@@ -20,14 +20,9 @@ from tce_jax import losses
 
 BASE_CONFIG = "configs/cpu_fashion_mnist.py"
 
-# Sized to about 12 minutes a run on one core. Measured with short runs of this
-# setting pinned to one core (taskset -c 0, the sweep's one-thread environment,
-# commit 1f23845), in CPU seconds because other jobs loaded the 2 cores (wall
-# time was 2.5-3x longer): 20.8 s per training epoch, 7.2 s per evaluation
-# (train, validation and test), 26 s of start-up and compilation; a 4-epoch
-# run took 127 s against 123 predicted, and 126 s again at commit 041d0b7,
-# after augmentation moved to the device. 28 epochs with 14 evaluations: about
-# 710-740 s.
+# Sized to about 12 minutes a run on one core from timed short runs (their
+# numbers are in this file's history: git log -p configs/sweeps/fashion_mnist_large.py);
+# measured results and run times belong in results/.
 NUM_EPOCHS = 28
 
 PROTOCOL = {

@@ -4,19 +4,16 @@ r"""Committed results: Fashion-MNIST, symmetric noise 0-0.8, CE vs four robust l
       --workdir=runs/fashion_mnist_noise
 
 5 noise rates x 5 losses x 3 seeds = 75 runs of the CPU protocol below, two
-at a time, one core each. Measured on 2 cores: about 2 min 15 s of wall time
-per pair of runs, so 84 minutes for the whole grid (measured).
+at a time, one core each (run time: results/fashion_mnist_noise/README.md,
+"How it was made").
 
 The protocol is configs/cpu_fashion_mnist.py (ResNet-8) with PROTOCOL's
 overrides: 1,000 training images (900 train + 100 noisy validation), no
 augmentation, batch 32, SGD lr 0.05 /10 at epochs 20 and 30, 40 epochs;
 train, validation and the full 10,000-image test set are evaluated every 4th
 epoch (evaluation is most of a CPU run). It was sized so that CE visibly
-memorises: in a 60%-noise pilot (the same settings over 60 epochs, lr decayed
-at 30 and 45) CE fitted every mislabelled example by epoch 30 and its test
-accuracy fell from 59% (epoch 6) to 35%; in the grid it fits 99-100% of them
-at every noise rate. With augmentation on
-(random crops), CE had not started to memorise after 40 epochs. Loss
+memorises the wrong labels, which random crops prevented within 40 epochs
+(results/fashion_mnist_noise/README.md, "Does CE memorise here?"). Loss
 hyperparameters are the published CIFAR-10 settings (docs/losses.md), fixed
 before seeing any result: GCE q=0.7, SCE alpha=0.1 beta=1 (A=-4), PHuber-CE
 tau=2; TCE at the project's default alpha (losses.DEFAULT_TCE_ALPHA), chosen
