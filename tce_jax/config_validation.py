@@ -258,9 +258,9 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
         )
     except ValueError as error:
         raise ConfigError(
-            f"config.noise.{error} (config.data.dataset={name!r} has {num_classes} "
-            "classes)"
-        ) from error
+            f"config.noise.{_one_line(error)} (config.data.dataset={name!r} has "
+            f"{num_classes} classes)"
+        ) from None
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:

@@ -70,6 +70,7 @@ import numbers
 
 import jax
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 from tce_jax import seeding
@@ -107,7 +108,13 @@ class NoisyLabels:
     rate: float
 
 
-def check_arguments(*, num_classes, rate, kind, transition_matrix=None):
+def check_arguments(
+    *,
+    num_classes: int,
+    rate: float,
+    kind: str,
+    transition_matrix: ArrayLike | None = None,
+) -> np.ndarray | None:
     """Validates the noise arguments that do not depend on the labels.
 
     Args:
@@ -173,15 +180,15 @@ def check_arguments(*, num_classes, rate, kind, transition_matrix=None):
 
 
 def corrupt_labels(
-    key,
-    labels,
+    key: jax.Array,
+    labels: ArrayLike,
     *,
-    num_classes,
-    rate,
-    kind="symmetric",
-    transition_matrix=None,
-    images=None,
-):
+    num_classes: int,
+    rate: float,
+    kind: str = "symmetric",
+    transition_matrix: ArrayLike | None = None,
+    images: ArrayLike | None = None,
+) -> NoisyLabels:
     """Corrupts integer labels with noise of the given kind.
 
     See the module docstring for the exact definition of each kind.
@@ -235,7 +242,7 @@ def corrupt_labels(
     return _summarise(clean, noisy, num_classes)
 
 
-def _check_labels(labels, num_classes):
+def _check_labels(labels: ArrayLike, num_classes: int) -> np.ndarray:
     clean = np.asarray(labels)
     if clean.ndim != 1:
         raise ValueError(f"labels must be a 1-D array [N], got shape {clean.shape}")
@@ -249,7 +256,7 @@ def _check_labels(labels, num_classes):
     return clean.astype(np.int32)
 
 
-def _check_images(images, num_examples):
+def _check_images(images: ArrayLike | None, num_examples: int) -> np.ndarray:
     """The images as a [N, D] real array (a view: converted chunk by chunk later)."""
     if images is None:
         raise ValueError(
@@ -272,7 +279,7 @@ def _check_images(images, num_examples):
     return features
 
 
-def _numpy_generator(key):
+def _numpy_generator(key: jax.Array) -> np.random.Generator:
     """A numpy Generator seeded by the raw words of a JAX PRNG key."""
     try:
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -290,7 +297,13 @@ def _numpy_generator(key):
     return seeding.numpy_generator(*words.tolist())
 
 
-def _corrupt_chosen_examples(rng, clean, num_classes, rate, kind):
+def _corrupt_chosen_examples(
+    rng: np.random.Generator,
+    clean: np.ndarray,
+    num_classes: int,
+    rate: float,
+    kind: str,
+) -> np.ndarray:
     """symmetric/uniform: relabels exactly round(rate * N) uniformly chosen examples."""
     num_examples = clean.shape[0]
     num_chosen = round(rate * num_examples)
@@ -306,7 +319,13 @@ def _corrupt_chosen_examples(rng, clean, num_classes, rate, kind):
     return noisy
 
 
-def _corrupt_by_instance(rng, clean, features, num_classes, rate):
+def _corrupt_by_instance(
+    rng: np.random.Generator,
+    clean: np.ndarray,
+    features: np.ndarray,
+    num_classes: int,
+    rate: float,
+) -> np.ndarray:
     """instance: Xia et al.'s per-example flip rate and image-driven target.
 
     The draws, in this order: the N flip-rate uniforms, the N flip uniforms, the
@@ -334,7 +353,7 @@ def _corrupt_by_instance(rng, clean, features, num_classes, rate):
     return noisy
 
 
-def _truncated_normal_flip_rates(uniforms, rate):
+def _truncated_normal_flip_rates(uniforms: np.ndarray, rate: float) -> np.ndarray:
     """q_i ~ N(rate, 0.1^2) truncated to [0, 1], by inverse CDF; 0 when rate is 0."""
     if rate == 0:
         return np.zeros_like(uniforms)
@@ -343,7 +362,7 @@ def _truncated_normal_flip_rates(uniforms, rate):
     return np.clip(rate + std * special.ndtri(low + uniforms * (high - low)), 0, 1)
 
 
-def _standard_normal(uniforms):
+def _standard_normal(uniforms: np.ndarray) -> np.ndarray:
     """Standard normals: the inverse normal CDF at the midpoints of the draws' grid.
 
     `Generator.random` gives k / 2^53; the normal is taken at (k + 1/2) / 2^53,
@@ -358,7 +377,7 @@ def _standard_normal(uniforms):
     return np.where(lower, magnitude, -magnitude)
 
 
-def _inverse_cdf(scores, uniforms):
+def _inverse_cdf(scores: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """Per row, the index drawn from softmax(scores) by inverse CDF of `uniforms`.
 
     Indices at most K' - 1 (K' = columns), so rounding at the top of the
@@ -370,7 +389,13 @@ def _inverse_cdf(scores, uniforms):
     return np.sum(cumulative[:, :-1] <= thresholds[:, None], axis=1)
 
 
-def _target_counts(clean, num_classes, rate, kind, matrix):
+def _target_counts(
+    clean: np.ndarray,
+    num_classes: int,
+    rate: float,
+    kind: str,
+    matrix: np.ndarray | None,
+) -> np.ndarray:
     """counts[c, j]: how many clean-class-c examples get noisy label j."""
     class_sizes = np.bincount(clean, minlength=num_classes)
     if kind == "matrix":
@@ -387,7 +412,9 @@ def _target_counts(clean, num_classes, rate, kind, matrix):
     return counts
 
 
-def _largest_remainder_counts(matrix, class_sizes):
+def _largest_remainder_counts(
+    matrix: np.ndarray, class_sizes: np.ndarray
+) -> np.ndarray:
     """Rounds matrix * N_c to integers per row, each row summing exactly to N_c."""
     ideal = matrix * class_sizes[:, None]
     counts = np.floor(ideal).astype(np.int64)
@@ -400,7 +427,9 @@ def _largest_remainder_counts(matrix, class_sizes):
     return counts + (ranks < leftover[:, None])
 
 
-def _assign_counts_per_class(rng, clean, counts):
+def _assign_counts_per_class(
+    rng: np.random.Generator, clean: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
     """Gives counts[c, j] uniformly chosen class-c examples the label j.
 
     Sorting by (clean class, random key) puts each class in a contiguous block in
@@ -417,7 +446,7 @@ def _assign_counts_per_class(rng, clean, counts):
     return noisy
 
 
-def _summarise(clean, noisy, num_classes):
+def _summarise(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> NoisyLabels:
     is_noisy = noisy != clean
     joint = np.bincount(
         clean.astype(np.int64) * num_classes + noisy, minlength=num_classes**2
