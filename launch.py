@@ -189,15 +189,9 @@ def main(argv: list[str]) -> int:
             "if missing; an existing one resumes its run)",
             EXIT_INVALID_CONFIG,
         )
-    logging.info(
-        "JAX %s, %d process(es), %d device(s): %s",
-        jax.__version__,
-        jax.process_count(),
-        jax.device_count(),
-        jax.devices()[0].platform,
-    )
     try:
-        # Validates the config first (config_validation.validate), once.
+        # Validates the config first (config_validation.validate), once, and
+        # logs the JAX version and devices after that.
         train.train_and_evaluate(config, _WORKDIR.value)
     except config_validation.ConfigError as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)

@@ -509,6 +509,13 @@ def train_and_evaluate(
     if mesh is None:
         mesh = jax.make_mesh((jax.device_count(),), ("data",))
     config_validation.validate(config, num_devices=mesh.size)
+    logging.info(
+        "JAX %s, %d process(es), %d device(s): %s",
+        jax.__version__,
+        jax.process_count(),
+        mesh.size,
+        mesh.devices.flat[0].platform,
+    )
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(workdir, exist_ok=True)
