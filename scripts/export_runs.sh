@@ -8,7 +8,8 @@ set -euo pipefail
 src="${1:?usage: export_runs.sh SWEEP_DIR RESULTS_DIR}"
 dst="${2:?usage: export_runs.sh SWEEP_DIR RESULTS_DIR}"
 records=(command.sh config.json log.txt metrics.jsonl run.json summary.json
-  timing.jsonl train_predictions.npz)
+  timing.jsonl train_predictions.npz train_predictions_best_val.npz
+  heldout_predictions.npz heldout_predictions_best_val.npz)
 (cd "$src" && find . -name summary.json -printf '%h\n' | sort) | while read -r run; do
   mkdir -p "$dst/$run"
   for record in "${records[@]}"; do

@@ -313,7 +313,11 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             + ", ".join(row["run"] for row in others)
         )
     if not finished:
-        lines.insert(0, "No finished runs yet.\n")
+        lines.insert(
+            0,
+            "No finished runs to tabulate (cross-fitting runs are not tabulated: "
+            "`python3 -m tce_jax.label_errors` reads them).\n",
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 
