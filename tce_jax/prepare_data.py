@@ -10,6 +10,13 @@ tfds, which needs internet access once; `--data_dir` picks the tfds data
 directory (default: TFDS_DATA_DIR or ~/tensorflow_datasets).
 """
 
+import os
+import sys
+
+# TensorFlow (under tfds) only builds the dataset: keep its C++ start-up
+# chatter off stderr, so that an error is the one line below it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from absl import app, flags
 
 from tce_jax import tfds_data
@@ -26,13 +33,30 @@ _DATA_DIR = flags.DEFINE_string(
 )
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     del argv  # No positional arguments.
-    builder = tfds_data.prepare(_DATASET.value, _DATA_DIR.value)
+    data_dir = _DATA_DIR.value
+    if (
+        data_dir is not None
+        and os.path.exists(data_dir)
+        and not os.path.isdir(data_dir)
+    ):
+        print(
+            f"prepare_data: --data_dir={data_dir}: is a file; allowed: a directory "
+            "(created if missing) or no flag for the tfds default",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        builder = tfds_data.prepare(_DATASET.value, data_dir)
+    except RuntimeError as error:  # tfds_data's message says what to do.
+        print(f"prepare_data: {error}", file=sys.stderr)
+        return 1
     splits = ", ".join(
         f"{name}: {split.num_examples}" for name, split in builder.info.splits.items()
     )
     print(f"{_DATASET.value}: tfds {builder.name} in {builder.data_dir} ({splits})")
+    return 0
 
 
 if __name__ == "__main__":
