@@ -148,6 +148,7 @@ def build_datasets(
         )
     source_index = np.sort(_uniform_choice(split_rng, num_source, subset_size))
     clean_labels = np.asarray(train_labels, dtype=np.int32)[source_index]
+    images = np.asarray(train_images)[source_index]
     noisy = noise.corrupt_labels(
         seeding.purpose_key(config.seed, "noise"),
         clean_labels,
@@ -157,9 +158,7 @@ def build_datasets(
         transition_matrix=config.noise.transition_matrix,
         # The instance kind projects each image as the model sees it.
         images=(
-            preprocessing.normalise_on_host(
-                np.asarray(train_images)[source_index], mean=info.mean, std=info.std
-            )
+            preprocessing.normalise_on_host(images, mean=info.mean, std=info.std)
             if config.noise.kind == "instance"
             else None
         ),
@@ -180,7 +179,7 @@ def build_datasets(
         # Cross-fitting: the training examples (noisy labels as above) split into
         # holdout_folds folds; this run trains on all but one and predicts it.
         fold_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "folds"))
-        order = np.argsort(fold_rng.random(len(train_index)), kind="stable")
+        order = _uniform_choice(fold_rng, len(train_index), len(train_index))
         folds = np.array_split(train_index[order], config.data.holdout_folds)
         heldout_index = np.sort(folds[config.data.holdout_fold])
         train_index = np.setdiff1d(train_index, heldout_index)
@@ -189,7 +188,7 @@ def build_datasets(
         mesh=mesh,
         seed=config.seed,
         augment=config.data.augment,
-        images=np.asarray(train_images)[source_index],
+        images=images,
         clean_labels=clean_labels,
         noisy=noisy,
         source_index=source_index,

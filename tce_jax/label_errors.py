@@ -198,7 +198,7 @@ def cross_fitted(
     return {key: value[order] for key, value in merged.items()}
 
 
-def cleanlab_rows(predictions: dict[str, np.ndarray]) -> dict[str, Any]:
+def cleanlab_signal(predictions: dict[str, np.ndarray]) -> dict[str, Any]:
     """Confident learning on out-of-sample probabilities: ranking and verdict."""
     from cleanlab import filter as cl_filter
     from cleanlab import rank as cl_rank
@@ -254,9 +254,9 @@ def compare(sweep_dir: pathlib.Path, folds_dir: pathlib.Path | None) -> list[dic
             if len(members) != num_folds:
                 continue  # Not every fold has finished.
             fold_dirs = [run_dir for run_dir, _ in members]
+            cpu = [report.cpu_seconds(d) for d in fold_dirs]
             for at_best_val in (False, True):
                 predictions = cross_fitted(fold_dirs, at_best_val)
-                cpu = [report.cpu_seconds(d) for d in fold_dirs]
                 rows.append(
                     {
                         "scenario": scenario,
@@ -268,7 +268,7 @@ def compare(sweep_dir: pathlib.Path, folds_dir: pathlib.Path | None) -> list[dic
                         "training_runs": num_folds,
                         "cpu_seconds": None if None in cpu else sum(cpu),
                         "train_index": predictions["index"],
-                        **cleanlab_rows(predictions),
+                        **cleanlab_signal(predictions),
                     }
                 )
     _check_same_examples(rows)

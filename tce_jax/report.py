@@ -116,6 +116,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
         return row
     for key in ("dataset", "noise_kind", "noise_rate", "loss", "loss_name", "seed"):
         row[key] = info.get(key)
+    row["holdout_folds"] = info.get("holdout_folds", 0)
     row["loss_hparams"] = json.dumps(info.get("loss_hparams", {}), sort_keys=True)
     row["cpu_seconds"] = cpu_seconds(run_dir)
     metrics = run_files.read_metrics(run_dir)
@@ -188,11 +189,8 @@ def collect(sweep_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     left out: they are inputs to ``label_errors``, not results.
     """
     sweep_dir = pathlib.Path(sweep_dir)
-    return [
-        load_run(sweep_dir, rel_dir)
-        for rel_dir in _rel_dirs(sweep_dir)
-        if not (_run_info(sweep_dir / rel_dir) or {}).get("holdout_folds")
-    ]
+    rows = [load_run(sweep_dir, rel_dir) for rel_dir in _rel_dirs(sweep_dir)]
+    return [row for row in rows if not row.get("holdout_folds")]
 
 
 def write_csv(rows: Iterable[dict[str, Any]], path: pathlib.Path) -> None:

@@ -574,15 +574,12 @@ def train_and_evaluate(
         start_step=start_epoch * steps_per_epoch,
     )
     run_start = time.perf_counter()
-    best_val = max(
-        (r["val_accuracy"] for r in history if r["val_accuracy"] is not None),
-        default=None,
-    )
+    best_val = (select_on_validation(history) or {}).get("val_accuracy")
+    test_every = config.test_eval_every_epochs
     train_eval = None
     try:
         for epoch in range(start_epoch + 1, config.num_epochs + 1):
             last = epoch == config.num_epochs
-            test_every = config.test_eval_every_epochs
             state, record, train_eval = _run_epoch(
                 epoch,
                 state,
