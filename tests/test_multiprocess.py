@@ -178,21 +178,25 @@ def test_two_processes_train_like_one_process_on_two_devices_and_survive_a_kill(
     reference = _start(tmp_path / "one_process_two_devices", compilation_cache)
     workdir = tmp_path / "two_processes"
     processes = _start_job(workdir, compilation_cache)
-    # Killed once epoch 2 trains (epoch 1 checkpointed), while the survivor is
-    # in the step's collectives: they fail at once and it stops with one line.
-    # Killed while the survivor waits in a barrier instead, it is stopped by
-    # the heartbeat timeout (10 s here) with JAX's own message.
+    # Killed once epoch 2 trains and epoch 1's checkpoint is committed (it is
+    # written asynchronously, while epoch 2 trains), while the survivor is in the
+    # step's collectives: they fail at once and it stops with one line. Killed
+    # while the survivor waits in a barrier instead, it is stopped by the
+    # heartbeat timeout (10 s here) with JAX's own message.
+    first_checkpoint = workdir / "checkpoints" / "1"
     deadline = time.monotonic() + TIMEOUT_SECONDS
-    while "epoch 2 step" not in processes[0].log.read_text():
+    while not (
+        first_checkpoint.exists() and "epoch 2 step" in processes[0].log.read_text()
+    ):
         assert processes[0].poll() is None, processes[0].log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "epoch 2 did not start in time"
+        assert time.monotonic() < deadline, "no epoch 2 with epoch 1 checkpointed"
         time.sleep(0.01)
     processes[1].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     stderr = _wait(processes[0], timeout=60)
     stopped_after = time.monotonic() - killed_at
     _wait(processes[1])
-    assert (workdir / "checkpoints" / "1").exists()
+    assert first_checkpoint.exists()
     assert not (workdir / "summary.json").exists(), "the run ended before the kill"
     assert processes[0].returncode != 0
     assert (
