@@ -7,7 +7,9 @@ robust losses it is compared against. Every loss follows optax's conventions:
   loss per example (shape ``logits.shape`` without the class axis), with no
   reduction;
 * hyperparameters are keyword-only static Python numbers, checked when the
-  function is traced (``ValueError`` naming the allowed range);
+  function is traced (``ValueError`` naming the allowed range); TCE's
+  ``alpha`` may also be a traced scalar, so a training loop can change it
+  without recompiling;
 * labels are integers (soft labels only in
   :func:`tamed_cross_entropy_with_soft_labels`), ``axis`` selects the class
   axis (or a tuple of axes, flattened as in optax), any leading dimensions are
@@ -118,11 +120,29 @@ _NUM_ITERS = _Range(1, integer=True)
 _SMOOTHING = _Range(0.0, 1.0, high_closed=False)
 
 
+def _check_tce_alpha(loss: str, alpha: Any) -> float | jax.Array:
+    """TCE's ``alpha``: a checked Python number, or a traced float scalar.
+
+    A traced ``alpha`` (under ``jit``/``grad``, e.g. read from a train state)
+    cannot be range-checked at trace time; values outside ``[0, 1)`` turn into
+    NaN, so the loss is NaN rather than silently wrong.
+    """
+    if not isinstance(alpha, jax.core.Tracer):
+        return _check_hparam(loss, "alpha", alpha, _TCE_ALPHA)
+    if alpha.shape != () or not jnp.issubdtype(alpha.dtype, jnp.floating):
+        raise TypeError(
+            f"{loss}: a traced alpha must be a floating scalar, got "
+            f"{alpha.dtype}{list(alpha.shape)}"
+        )
+    return jnp.where((alpha >= 0.0) & (alpha < 1.0), alpha, jnp.nan)
+
+
 def _check_hparam(loss: str, name: str, value: Any, allowed: _Range) -> float:
     """Returns ``value`` as a Python number or raises a clear error.
 
     Hyperparameters are static: they select constants and code paths at trace
-    time, so a traced value is rejected with a ``TypeError``.
+    time, so a traced value is rejected with a ``TypeError`` (TCE's ``alpha``
+    alone may be traced: ``_check_tce_alpha``).
     """
     if isinstance(value, jax.core.Tracer):
         raise TypeError(
@@ -264,15 +284,23 @@ def _one_minus_prob(label_log_prob: jax.Array) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class _TceConstants:
-    """Float64 constants of one ``alpha``, folded into the traced program."""
+    """The constants of one ``alpha``.
 
-    one_minus_alpha: float
-    log_alpha: float
-    log_one_minus_alpha: float
+    For a static ``alpha`` they are float64 Python numbers folded into the
+    traced program; for a traced one, arrays computed in the loss's dtype.
+    """
+
+    one_minus_alpha: float | jax.Array
+    log_alpha: float | jax.Array
+    log_one_minus_alpha: float | jax.Array
 
     @classmethod
     def of(cls, alpha: float) -> "_TceConstants":
         return cls(1.0 - alpha, math.log(alpha), math.log1p(-alpha))
+
+    @classmethod
+    def of_traced(cls, alpha: jax.Array) -> "_TceConstants":
+        return cls(1.0 - alpha, jnp.log(alpha), jnp.log1p(-alpha))
 
 
 def _tame_and_weight(
@@ -332,7 +360,38 @@ def _tame_bwd(c: _TceConstants, weight: jax.Array, cotangent: jax.Array):
 _tame.defvjp(_tame_fwd, _tame_bwd)
 
 
-def _tamed(cross_entropy: jax.Array, alpha: float) -> jax.Array:
+@jax.custom_vjp
+def _tame_traced(cross_entropy: jax.Array, alpha: jax.Array) -> jax.Array:
+    """``_tame`` for a traced ``alpha``, differentiable in ``alpha`` too.
+
+    ``alpha = 0`` needs no branch here: ``log alpha = -inf`` makes the
+    log-odds infinite, which gives exactly CE and ``w = 1``.
+    """
+    return _tame_and_weight(cross_entropy, _TceConstants.of_traced(alpha))[0]
+
+
+def _tame_traced_fwd(cross_entropy: jax.Array, alpha: jax.Array):
+    loss, weight = _tame_and_weight(cross_entropy, _TceConstants.of_traced(alpha))
+    return loss, (loss, weight, alpha)
+
+
+def _tame_traced_bwd(residuals, cotangent: jax.Array):
+    # With D = alpha + (1 - alpha) p_y: dTCE/dalpha = (TCE - (1 - p_y) / D)
+    # / (1 - alpha), and (1 - p_y) / D = 1/D - w = expm1((1 - alpha) TCE) + 1 - w.
+    loss, weight, alpha = residuals
+    one_minus_alpha = 1.0 - alpha
+    dloss_dalpha = (
+        loss - jnp.expm1(one_minus_alpha * loss) - (1.0 - weight)
+    ) / one_minus_alpha
+    return cotangent * weight, jnp.sum(cotangent * dloss_dalpha).astype(alpha.dtype)
+
+
+_tame_traced.defvjp(_tame_traced_fwd, _tame_traced_bwd)
+
+
+def _tamed(cross_entropy: jax.Array, alpha: float | jax.Array) -> jax.Array:
+    if isinstance(alpha, jax.Array):
+        return _tame_traced(cross_entropy, alpha.astype(cross_entropy.dtype))
     if alpha == 0.0:
         # TCE_0 is CE; returning it unchanged makes value and gradient exact.
         return cross_entropy
@@ -384,9 +443,13 @@ def tamed_cross_entropy(
         computed in float32.
       labels: Integer class indices, shape ``logits.shape`` without the class
         axis, values in ``[0, num_classes)``.
-      alpha: Taming level, a static Python number in ``[0, 1)``; defaults to
-        ``DEFAULT_TCE_ALPHA`` (0.1, the rule ``alpha = 1/K`` for 10 classes;
-        pass ``default_tce_alpha(K)`` for other K).
+      alpha: Taming level in ``[0, 1)``; defaults to ``DEFAULT_TCE_ALPHA``
+        (0.1, the rule ``alpha = 1/K`` for 10 classes; pass
+        ``default_tce_alpha(K)`` for other K). A Python number, or a float
+        scalar traced under ``jit``/``grad`` (e.g. one that changes during
+        training, as ``alpha_rule`` sets it), which is differentiable and
+        compiles once for every value; a traced value outside ``[0, 1)``
+        gives NaN.
       axis: Class axis, or a tuple of axes flattened into one (labels then
         index the flattened classes), as in optax.
       where: Optional boolean mask of shape ``labels.shape``; masked examples
@@ -398,7 +461,7 @@ def tamed_cross_entropy(
 
     Raises:
       TypeError: non-floating logits, non-integer labels, non-boolean
-        ``where`` or a traced ``alpha``.
+        ``where``, or a traced ``alpha`` that is not a floating scalar.
       ValueError: mismatched shapes, bad ``axis`` or ``alpha`` outside
         ``[0, 1)``.
 
@@ -417,7 +480,7 @@ def tamed_cross_entropy(
       GCPR 2018, LNCS 11269, https://arxiv.org/abs/1810.05075 (properties);
       formula and its derivation: this project, ``docs/losses.md``.
     """
-    alpha = _check_hparam("tamed_cross_entropy", "alpha", alpha, _TCE_ALPHA)
+    alpha = _check_tce_alpha("tamed_cross_entropy", alpha)
     logits, labels, where = _prepare("tamed_cross_entropy", logits, labels, axis, where)
     cross_entropy = jax.nn.logsumexp(logits, axis=-1) - _label_logit(logits, labels)
     return _masked(_tamed(cross_entropy, alpha), where)
@@ -450,7 +513,8 @@ def tamed_cross_entropy_with_soft_labels(
       logits: Unnormalised log-probabilities, shape ``[..., num_classes]``.
       labels: Target probabilities (floating), same shape as ``logits``; rows
         are expected to sum to 1.
-      alpha: Taming level, a static Python number in ``[0, 1)``.
+      alpha: Taming level in ``[0, 1)``, static or traced (as in
+        :func:`tamed_cross_entropy`).
       axis: Class axis or tuple of axes, as in optax.
       where: Optional boolean mask of the per-example shape.
 
@@ -469,7 +533,7 @@ def tamed_cross_entropy_with_soft_labels(
       As :func:`tamed_cross_entropy`.
     """
     loss = "tamed_cross_entropy_with_soft_labels"
-    alpha = _check_hparam(loss, "alpha", alpha, _TCE_ALPHA)
+    alpha = _check_tce_alpha(loss, alpha)
     logits, labels, where = _prepare(
         loss, logits, labels, axis, where, soft_labels=True
     )
@@ -499,7 +563,7 @@ def tce_gradient_weight(
     Args:
       logits: Unnormalised log-probabilities, shape ``[..., num_classes]``.
       labels: Integer labels, shape ``logits.shape`` without the class axis.
-      alpha: Taming level in ``[0, 1)``.
+      alpha: Taming level in ``[0, 1)``, static or traced.
       axis: Class axis or tuple of axes.
       where: Optional boolean mask; masked examples get ``w = 0``.
 
@@ -516,11 +580,16 @@ def tce_gradient_weight(
     References:
       ``docs/losses.md`` (the gradient of this project's TCE form).
     """
-    alpha = _check_hparam("tce_gradient_weight", "alpha", alpha, _TCE_ALPHA)
+    alpha = _check_tce_alpha("tce_gradient_weight", alpha)
     logits, labels, where = _prepare("tce_gradient_weight", logits, labels, axis, where)
     logits = jax.lax.stop_gradient(logits)
     cross_entropy = jax.nn.logsumexp(logits, axis=-1) - _label_logit(logits, labels)
-    if alpha == 0.0:
+    if isinstance(alpha, jax.Array):
+        constants = _TceConstants.of_traced(
+            jax.lax.stop_gradient(alpha).astype(cross_entropy.dtype)
+        )
+        weight = _tame_and_weight(cross_entropy, constants)[1]
+    elif alpha == 0.0:
         weight = jnp.ones_like(cross_entropy)
     else:
         weight = _tame_and_weight(cross_entropy, _TceConstants.of(alpha))[1]

@@ -69,6 +69,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tce_jax import (
+    alpha_rules,
     checkpointing,
     config_validation,
     input_pipeline,
@@ -320,7 +321,10 @@ def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]
     """Accuracy vs noisy and clean labels, and how much of the noise was fit.
 
     ``memorized_fraction`` is the fraction of noisy-labelled examples predicted
-    as their noisy label (None when no example is noisy).
+    as their noisy label (None when no example is noisy);
+    ``contradicted_fraction`` the fraction whose given label the model rates
+    below chance (``alpha_rules.contradicted_fraction``), a label-free
+    estimate of the noise that ``alpha_rule = "auto"`` follows.
     """
     noisy = split["is_noisy"].astype(bool)
     fits_noisy_label = split["prediction"] == split["label"]
@@ -329,6 +333,11 @@ def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]
         "train_clean_accuracy": _accuracy(split["prediction"], split["clean_label"]),
         "memorized_fraction": (
             float(np.mean(fits_noisy_label[noisy])) if noisy.any() else None
+        ),
+        "contradicted_fraction": float(
+            alpha_rules.contradicted_fraction(
+                split["log_prob_label"], num_classes=split["probs"].shape[-1]
+            )
         ),
     }
 
@@ -666,6 +675,7 @@ ACCURACY_KEYS = (
     "train_accuracy",
     "train_clean_accuracy",
     "memorized_fraction",
+    "contradicted_fraction",
     "val_accuracy",
     "test_accuracy",
 )

@@ -67,6 +67,7 @@ def test_run_writes_the_documented_outputs(reference_run):
         "train_accuracy",
         "train_clean_accuracy",
         "memorized_fraction",
+        "contradicted_fraction",
         "val_accuracy",
         "test_accuracy",
         "images_per_second",
