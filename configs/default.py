@@ -33,6 +33,11 @@ def loss_config(name: str) -> config_dict.ConfigDict:
             types[hparam] = float if types.get(hparam, kind) is not kind else kind
     for hparam in sorted(types):
         loss[hparam] = config_dict.placeholder(types[hparam])
+    # How TCE's alpha is set (tce_jax/alpha_rules.py): "fixed" keeps loss.alpha;
+    # "auto" sets it from the training labels, up to alpha_max (None: the
+    # rule's default).
+    loss.alpha_rule = "fixed"
+    loss.alpha_max = config_dict.placeholder(float)
     return loss
 
 

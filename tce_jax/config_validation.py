@@ -24,7 +24,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from tce_jax import losses, models, noise
+from tce_jax import alpha_rules, losses, models, noise
 from tce_jax.dataset_info import DATASETS
 
 SCHEDULES = ("constant", "piecewise", "cosine")
@@ -63,12 +63,68 @@ def config_from_flag(flag: flags.FlagHolder) -> ml_collections.ConfigDict:
 
 
 def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The loss hyperparameters set in ``config.loss`` (those not None)."""
+    """The loss hyperparameters set in ``config.loss`` (those not None).
+
+    ``name`` and the alpha rule's fields (``alpha_rules.CONFIG_FIELDS``) are not
+    hyperparameters of the loss function.
+    """
     return {
         name: value
         for name, value in config.loss.items()
-        if name != "name" and value is not None
+        if name != "name"
+        and name not in alpha_rules.CONFIG_FIELDS
+        and value is not None
     }
+
+
+def alpha_max(config: ml_collections.ConfigDict) -> float:
+    """The ``auto`` alpha rule's maximum: ``config.loss.alpha_max`` or the default."""
+    value = config.loss.get("alpha_max")
+    return alpha_rules.DEFAULT_MAX_ALPHA if value is None else value
+
+
+def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:
+    loss = config.loss
+    rule = loss.get("alpha_rule", "fixed")
+    _require(
+        rule in alpha_rules.RULES, "loss.alpha_rule", ", ".join(alpha_rules.RULES), rule
+    )
+    if rule == "fixed":
+        _require(
+            loss.get("alpha_max") is None,
+            "loss.alpha_max",
+            "unset unless loss.alpha_rule=auto",
+            loss.get("alpha_max"),
+        )
+        return
+    _require(
+        loss.name == "tce",
+        "loss.alpha_rule",
+        f"fixed for loss {loss.name!r} (auto sets TCE's alpha; use loss.name=tce)",
+        rule,
+    )
+    _require(
+        loss.get("alpha") is None,
+        "loss.alpha",
+        "unset with loss.alpha_rule=auto (the rule sets alpha)",
+        loss.get("alpha"),
+    )
+    floor = alpha_rules.initial_alpha(DATASETS[config.data.dataset].num_classes)
+    maximum = alpha_max(config)
+    _require(
+        _is_number(maximum) and floor < maximum < 1.0,
+        "loss.alpha_max",
+        f"a number in ({floor:g}, 1): above the rule's floor 1/K and below 1",
+        maximum,
+    )
+    last_reading = alpha_rules.follows_until_epoch(config.num_epochs)
+    _require(
+        config.eval_every_epochs <= last_reading,
+        "eval_every_epochs",
+        f"at most {last_reading} with loss.alpha_rule=auto (the rule reads the "
+        f"training labels at evaluation epochs up to epoch {last_reading})",
+        config.eval_every_epochs,
+    )
 
 
 def _require(condition: bool, field: str, allowed: str, value: Any) -> None:
@@ -326,6 +382,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     )
 
     _validate_loss(config.loss, loss_hparams(config))
+    _validate_alpha_rule(config)
 
     optimizer = config.optimizer
     _require(

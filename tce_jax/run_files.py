@@ -61,12 +61,17 @@ def loss_label(name: str, hparams: Mapping[str, Any]) -> str:
     """Readable name of a loss with its hyperparameters, e.g. 'tce-alpha0.01'.
 
     It names the loss level of a sweep's run directories and the report's rows.
+    A string setting shows its value alone: ``alpha_rule="auto"`` gives
+    'tce-auto'.
     """
     parts = [name]
     for key in sorted(hparams):
         value = hparams[key]
-        text = format_number(value) if isinstance(value, float) else str(value)
-        parts.append(f"{key}{text}")
+        if isinstance(value, str):
+            parts.append(value)
+        else:
+            text = format_number(value) if isinstance(value, float) else str(value)
+            parts.append(f"{key}{text}")
     return "-".join(parts)
 
 

@@ -77,6 +77,7 @@ from tce_jax import (
     models,
     run_files,
 )
+from tce_jax.dataset_info import DATASETS
 from tce_jax.preprocessing import Preprocessing
 from tce_jax.seeding import purpose_key
 from tce_jax.selection import select_on_validation
@@ -87,9 +88,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainState(train_state.TrainState):
-    """Params, optimiser state and step (from flax), plus BatchNorm statistics."""
+    """Params, optimiser state and step (from flax), plus BatchNorm statistics.
+
+    ``loss_hparams`` holds loss hyperparameters that change during the run, as
+    arrays passed to the loss on every step (``{"alpha": ...}`` under
+    ``alpha_rule = "auto"``, else empty): the step compiles once, and a
+    resumed run continues with the values its checkpoint saved.
+    """
 
     batch_stats: Any
+    loss_hparams: dict[str, jax.Array]
 
 
 # ----------------------------------------------------------------------------
@@ -163,6 +171,7 @@ def create_train_state(
     image_shape: tuple[int, ...],
     seed: int,
     mesh: jax.sharding.Mesh,
+    loss_hparams: dict[str, float] | None = None,
 ) -> TrainState:
     """Initialises the model from the seed's "init" stream, replicated on ``mesh``.
 
@@ -180,6 +189,10 @@ def create_train_state(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
+        loss_hparams={
+            name: jnp.asarray(value, jnp.float32)
+            for name, value in (loss_hparams or {}).items()
+        },
         tx=optimizer,
     )
     # An int32 array (not a Python int) so the first step does not compile twice.
@@ -205,7 +218,8 @@ def _train_step(
             train=True,
             mutable=["batch_stats"],
         )
-        return jnp.mean(loss_fn(logits, batch["label"])), updates["batch_stats"]
+        loss = loss_fn(logits, batch["label"], **state.loss_hparams)
+        return jnp.mean(loss), updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
         state.params
@@ -227,8 +241,9 @@ def make_train_step(
     normalisation happen inside the step.
 
     Args:
-      loss_fn: per-example loss ``fn(logits, labels) -> [B]``; it receives
-        float32 logits whatever the model's computation dtype.
+      loss_fn: per-example loss ``fn(logits, labels, **state.loss_hparams) ->
+        [B]``; it receives float32 logits whatever the model's computation
+        dtype.
       mesh: the ('data',) device mesh.
       preprocessing: ``Datasets.preprocessing``.
 
@@ -540,12 +555,18 @@ def train_and_evaluate(
         width_multiplier=config.model.width_multiplier,
         dtype=config_validation.compute_dtype(config),
     )
+    auto_alpha = config.loss.alpha_rule == "auto"
     state = create_train_state(
         model,
         create_optimizer(config, learning_rate),
         image_shape=datasets.info.image_shape,
         seed=config.seed,
         mesh=mesh,
+        loss_hparams=(
+            {"alpha": alpha_rules.initial_alpha(datasets.info.num_classes)}
+            if auto_alpha
+            else None
+        ),
     )
     loss_fn = losses.get(config.loss.name, **config_validation.loss_hparams(config))
     train_step = make_train_step(loss_fn, mesh, datasets.preprocessing)
@@ -607,6 +628,8 @@ def train_and_evaluate(
             record["elapsed_seconds"] = elapsed_before + (
                 time.perf_counter() - run_start
             )
+            if auto_alpha:
+                state = _follow_alpha_rule(state, record, config, mesh)
             if _improves(record["val_accuracy"], best_val):
                 best_val = record["val_accuracy"]
                 # Written before the checkpoint: a run killed in between redoes
@@ -652,6 +675,34 @@ def train_and_evaluate(
     writer.close()
     logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
     return summary
+
+
+def _follow_alpha_rule(
+    state: TrainState,
+    record: dict[str, Any],
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+    """Records the epoch's alpha and sets the next one (``alpha_rules.next_alpha``).
+
+    Every process reads the same replicated evaluation, so all set the same
+    alpha. Epochs without an evaluation keep it.
+    """
+    alpha = state.loss_hparams["alpha"]
+    record["alpha"] = float(_to_host(alpha))
+    if record["contradicted_fraction"] is None:
+        return state
+    new_alpha = alpha_rules.next_alpha(
+        record["alpha"],
+        record["contradicted_fraction"],
+        epoch=record["epoch"],
+        num_epochs=config.num_epochs,
+        num_classes=DATASETS[config.data.dataset].num_classes,
+        max_alpha=config_validation.alpha_max(config),
+    )
+    return state.replace(
+        loss_hparams={"alpha": jax.device_put(new_alpha, NamedSharding(mesh, P()))}
+    )
 
 
 def _create_writer(workdir: str, *, is_writer: bool) -> metric_writers.MetricWriter:

@@ -216,18 +216,23 @@ def test_cross_fitting_run_predicts_its_held_out_fold(tmp_path):
     np.testing.assert_array_equal(train_saved["index"], labels["train_index"])
 
 
-def test_memorized_fraction_counts_noisy_examples_fit_to_their_noisy_label():
+def test_train_split_metrics_count_fit_noise_and_labels_rated_below_chance():
+    # K = 4 classes: chance is 0.25; the third label is rated at 0.1, the rest
+    # at 0.25 (not below) or more.
     split = {
         "prediction": np.array([1, 2, 0, 3]),
         "label": np.array([1, 2, 2, 3]),
         "clean_label": np.array([1, 0, 2, 0]),
         "is_noisy": np.array([False, True, False, True]),
+        "log_prob_label": np.log(np.array([0.9, 0.25, 0.1, 0.6], np.float32)),
+        "probs": np.zeros((4, 4), np.float32),
     }
     metrics = train.train_split_metrics(split)
     assert metrics == {
         "train_accuracy": 0.75,
         "train_clean_accuracy": 0.25,
         "memorized_fraction": 1.0,
+        "contradicted_fraction": 0.25,
     }
 
 
