@@ -35,3 +35,57 @@ def test_checking_a_config_does_not_import_tensorflow():
         """
     )
     subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, check=True)
+
+
+def _smoke_config(**overrides):
+    config = sweep.load_config_file(REPO_ROOT / "configs" / "cpu_smoke.py")
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "allowed"),
+    [
+        ({"loss.alpha_rule": "adaptive"}, "config.loss.alpha_rule", "fixed, auto"),
+        (
+            {"loss.name": "ce", "loss.alpha_rule": "auto"},
+            "config.loss.alpha_rule",
+            "use loss.name=tce",
+        ),
+        (
+            {"loss.alpha_rule": "auto", "loss.alpha": 0.2},
+            "config.loss.alpha",
+            "the rule sets alpha",
+        ),
+        (
+            {"loss.alpha_rule": "auto", "loss.alpha_max": 1.5},
+            "config.loss.alpha_max",
+            "a number in (0.1, 1)",
+        ),
+        (
+            {"loss.alpha_rule": "auto", "loss.alpha_max": 0.05},
+            "config.loss.alpha_max",
+            "a number in (0.1, 1)",
+        ),
+        ({"loss.alpha_max": 0.4}, "config.loss.alpha_max", "unless"),
+        (
+            {"loss.alpha_rule": "auto", "num_epochs": 8, "eval_every_epochs": 5},
+            "config.eval_every_epochs",
+            "at most 4",
+        ),
+    ],
+)
+def test_a_bad_alpha_rule_setting_gets_one_line(overrides, field, allowed):
+    with pytest.raises(config_validation.ConfigError) as error:
+        config_validation.validate(_smoke_config(**overrides), num_devices=1)
+    message = str(error.value)
+    assert message.startswith(field), message
+    assert allowed in message, message
+    assert "\n" not in message
+
+
+def test_alpha_rule_fields_are_not_passed_to_the_loss():
+    config = _smoke_config(**{"loss.alpha_rule": "auto", "loss.alpha_max": 0.4})
+    config_validation.validate(config, num_devices=1)
+    assert config_validation.loss_hparams(config) == {}
+    assert config_validation.alpha_max(config) == 0.4

@@ -487,6 +487,115 @@ class TamedCrossEntropyTest(chex.TestCase):
 # Dtypes, shapes, masks, transformations, sharding.
 
 
+class TracedAlphaTest(chex.TestCase):
+    """TCE with ``alpha`` traced under jit/grad, as the train state passes it."""
+
+    def test_value_and_logit_gradient_equal_the_static_alpha(self):
+        logits, labels = _random_inputs(40, shape=(32,), scale=4.0)
+        with jax.enable_x64(True):
+            z = jnp.asarray(logits)
+
+            def mean_loss(z, alpha):
+                return jnp.mean(losses.tamed_cross_entropy(z, labels, alpha=alpha))
+
+            traced = jax.jit(jax.value_and_grad(mean_loss))
+            for alpha in (0.0, *ALPHAS):
+                with self.subTest(alpha=alpha):
+                    value, grad = traced(z, jnp.float64(alpha))
+                    expected = np.mean(np_tce(logits, labels, alpha))
+                    static_value, static_grad = jax.value_and_grad(mean_loss)(z, alpha)
+                    np.testing.assert_allclose(value, expected, rtol=1e-10)
+                    np.testing.assert_allclose(value, static_value, rtol=1e-12)
+                    np.testing.assert_allclose(
+                        grad, static_grad, rtol=1e-10, atol=1e-15
+                    )
+
+    def test_alpha_gradient_matches_finite_differences(self):
+        logits, labels = _random_inputs(41, shape=(8,), scale=3.0)
+        with jax.enable_x64(True):
+            fn = jax.jit(lambda z, a: losses.tamed_cross_entropy(z, labels, alpha=a))
+            for alpha in (0.05, 0.3, 0.9):
+                with self.subTest(alpha=alpha):
+                    check_grads(
+                        fn,
+                        (jnp.asarray(logits), jnp.float64(alpha)),
+                        order=1,
+                        modes=("rev",),
+                    )
+
+    def test_alpha_gradient_equals_the_derivative_of_the_reference(self):
+        logits, labels = _random_inputs(42, shape=(16,), scale=3.0)
+        alpha, h = 0.2, 1e-6
+        with jax.enable_x64(True):
+            grad = jax.jit(
+                jax.grad(
+                    lambda a: jnp.sum(
+                        losses.tamed_cross_entropy(logits, labels, alpha=a)
+                    )
+                )
+            )(jnp.float64(alpha))
+        expected = (
+            np.sum(np_tce(logits, labels, alpha + h))
+            - np.sum(np_tce(logits, labels, alpha - h))
+        ) / (2 * h)
+        np.testing.assert_allclose(grad, expected, rtol=1e-7)
+
+    def test_float32_traced_alpha_is_finite_at_the_extremes(self):
+        z = jnp.array([[1e4, 0.0, -1e4], [0.0, 0.0, 0.0]], jnp.float32)
+        labels = jnp.array([2, 1])
+        fn = jax.jit(
+            jax.value_and_grad(
+                lambda z, a: jnp.sum(losses.tamed_cross_entropy(z, labels, alpha=a))
+            )
+        )
+        for alpha in (1e-6, 0.5, 1 - 1e-6):
+            with self.subTest(alpha=alpha):
+                value, grad = fn(z, jnp.float32(alpha))
+                self.assertTrue(np.isfinite(value))
+                self.assertTrue(np.all(np.isfinite(grad)))
+
+    def test_one_compilation_serves_every_alpha(self):
+        logits, labels = _random_inputs(43)
+        fn = jax.jit(lambda a: losses.tamed_cross_entropy(logits, labels, alpha=a))
+        for alpha in (0.1, 0.2, 0.45):
+            fn(jnp.float32(alpha))
+        self.assertEqual(fn._cache_size(), 1)
+
+    def test_soft_labels_and_gradient_weight_take_a_traced_alpha(self):
+        logits, labels = _random_inputs(44, shape=(8,))
+        target = jax.nn.one_hot(labels, NUM_CLASSES)
+        alpha = 0.25
+        soft = jax.jit(
+            lambda a: losses.tamed_cross_entropy_with_soft_labels(
+                logits, target, alpha=a
+            )
+        )(jnp.float32(alpha))
+        weight = jax.jit(lambda a: losses.tce_gradient_weight(logits, labels, alpha=a))(
+            jnp.float32(alpha)
+        )
+        np.testing.assert_allclose(soft, np_tce(logits, labels, alpha), rtol=1e-5)
+        np.testing.assert_allclose(
+            weight,
+            losses.tce_gradient_weight(logits, labels, alpha=alpha),
+            rtol=1e-5,
+        )
+
+    def test_traced_alpha_outside_the_range_gives_nan(self):
+        logits, labels = _random_inputs(45)
+        fn = jax.jit(lambda a: losses.tamed_cross_entropy(logits, labels, alpha=a))
+        for alpha in (-0.1, 1.0, 1.5):
+            with self.subTest(alpha=alpha):
+                self.assertTrue(np.all(np.isnan(fn(jnp.float32(alpha)))))
+
+    def test_traced_alpha_must_be_a_float_scalar(self):
+        logits, labels = _random_inputs(46)
+        fn = jax.jit(lambda a: losses.tamed_cross_entropy(logits, labels, alpha=a))
+        with self.assertRaisesRegex(TypeError, "floating scalar"):
+            fn(jnp.full((6,), 0.1, jnp.float32))
+        with self.assertRaisesRegex(TypeError, "floating scalar"):
+            fn(jnp.int32(0))
+
+
 class ConventionsTest(chex.TestCase):
     def test_bfloat16_computes_in_float32_and_returns_bfloat16_gradients(self):
         logits, labels = _random_inputs(12, shape=(16,))
@@ -727,9 +836,12 @@ class RegistryTest(parameterized.TestCase):
             losses.get(name).func(logits, labels, **hparams)
 
     def test_traced_hparam_is_a_type_error(self):
+        # TCE's alpha alone may be traced (TracedAlphaTest).
         logits, labels = _random_inputs(22)
         with self.assertRaisesRegex(TypeError, "static Python number"):
-            jax.jit(lambda a: losses.tamed_cross_entropy(logits, labels, alpha=a))(0.1)
+            jax.jit(lambda q: losses.generalized_cross_entropy(logits, labels, q=q))(
+                0.7
+            )
 
     def test_invalid_inputs(self):
         logits, labels = _random_inputs(23, shape=(4,))

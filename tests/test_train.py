@@ -30,6 +30,7 @@ from tiny_run import (
 )
 
 from tce_jax import (
+    alpha_rules,
     config_validation,
     input_pipeline,
     losses,
@@ -409,6 +410,43 @@ def test_resume_after_stopping_gives_the_uninterrupted_metrics(reference_run, tm
     again = train.train_and_evaluate(tiny_config(), workdir)
     assert comparable_summary(again) == expected
     assert len(read_history(workdir)) == 3
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrupted_one(
+    tmp_path, monkeypatch
+):
+    # The same config both times (the rule's window depends on num_epochs): the
+    # first launch is stopped as epoch 3 begins, after epoch 2's checkpoint.
+    config = tiny_config(**{"loss.alpha_rule": "auto", "num_epochs": 4})
+    uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
+    train.train_and_evaluate(config, uninterrupted)
+    run_epoch = train._run_epoch
+
+    def stop_at_epoch_3(epoch, *args, **kwargs):
+        if epoch == 3:
+            raise _Stopped
+        return run_epoch(epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_run_epoch", stop_at_epoch_3)
+    with pytest.raises(_Stopped):
+        train.train_and_evaluate(config, resumed)
+    monkeypatch.setattr(train, "_run_epoch", run_epoch)
+    train.train_and_evaluate(config, resumed)
+    history = without_timing(read_history(uninterrupted))
+    assert without_timing(read_history(resumed)) == history
+
+    # Epoch 1 trains at 1/K; the readings after epochs 1 and 2 (the first half)
+    # set the next epoch's alpha; epoch 4 keeps epoch 3's.
+    alphas = [record["alpha"] for record in history]
+    readings = [record["contradicted_fraction"] for record in history]
+    max_alpha = alpha_rules.DEFAULT_MAX_ALPHA
+    expected = [0.1, *(min(max(r, 0.1), max_alpha) for r in readings[:2])]
+    np.testing.assert_allclose(alphas, [*expected, expected[-1]], rtol=1e-6)
+    assert alphas[1] != pytest.approx(0.1)  # The rule moved alpha.
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
