@@ -15,6 +15,7 @@ check them for library users too. Checking a config imports neither
 TensorFlow nor tfds.
 """
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -83,6 +84,13 @@ def alpha_max(config: ml_collections.ConfigDict) -> float:
     return alpha_rules.DEFAULT_MAX_ALPHA if value is None else value
 
 
+def alpha_offset(config: ml_collections.ConfigDict) -> float:
+    """The ``auto`` alpha rule's offset: ``config.loss.alpha_offset`` or 1/K."""
+    value = config.loss.get("alpha_offset")
+    num_classes = DATASETS[config.data.dataset].num_classes
+    return alpha_rules.default_offset(num_classes) if value is None else value
+
+
 def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:
     loss = config.loss
     rule = loss.get("alpha_rule", "fixed")
@@ -90,12 +98,13 @@ def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:
         rule in alpha_rules.RULES, "loss.alpha_rule", ", ".join(alpha_rules.RULES), rule
     )
     if rule == "fixed":
-        _require(
-            loss.get("alpha_max") is None,
-            "loss.alpha_max",
-            "unset unless loss.alpha_rule=auto",
-            loss.get("alpha_max"),
-        )
+        for field in ("alpha_max", "alpha_offset"):
+            _require(
+                loss.get(field) is None,
+                f"loss.{field}",
+                "unset unless loss.alpha_rule=auto",
+                loss.get(field),
+            )
         return
     _require(
         loss.name == "tce",
@@ -117,12 +126,19 @@ def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:
         f"a number in ({floor:g}, 1): above the rule's floor 1/K and below 1",
         maximum,
     )
-    last_reading = alpha_rules.follows_until_epoch(config.num_epochs)
+    offset = alpha_offset(config)
     _require(
-        config.eval_every_epochs <= last_reading,
+        _is_number(offset) and 0.0 <= offset < 1.0,
+        "loss.alpha_offset",
+        "a number in [0, 1)",
+        offset,
+    )
+    half = math.floor(alpha_rules.READ_FRACTION * config.num_epochs)
+    _require(
+        alpha_rules.reading_epoch(config.num_epochs, config.eval_every_epochs) > 0,
         "eval_every_epochs",
-        f"at most {last_reading} with loss.alpha_rule=auto (the rule reads the "
-        f"training labels at evaluation epochs up to epoch {last_reading})",
+        f"at most {half} with loss.alpha_rule=auto (the rule reads the training "
+        f"labels at the last evaluation epoch up to epoch {half})",
         config.eval_every_epochs,
     )
 

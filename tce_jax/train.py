@@ -696,9 +696,12 @@ def _follow_alpha_rule(
         record["alpha"],
         record["contradicted_fraction"],
         epoch=record["epoch"],
-        num_epochs=config.num_epochs,
+        reading_epoch=alpha_rules.reading_epoch(
+            config.num_epochs, config.eval_every_epochs
+        ),
         num_classes=DATASETS[config.data.dataset].num_classes,
         max_alpha=config_validation.alpha_max(config),
+        offset=config_validation.alpha_offset(config),
     )
     return state.replace(
         loss_hparams={"alpha": jax.device_put(new_alpha, NamedSharding(mesh, P()))}

@@ -4,6 +4,7 @@ r"""Development runs of the self-tuning alpha (alpha_rule = "auto"); never evalu
       --workdir=runs/fashion_mnist_alpha_rule_dev/uniform
   python3 sweep.py --config=configs/sweeps/fashion_mnist_alpha_rule_dev.py:symmetric \
       --workdir=runs/fashion_mnist_alpha_rule_dev/symmetric
+  # the candidate rules: the same with :uniform-auto and :symmetric-auto
 
 The rule and its constants were designed and tuned on these runs only: noise
 kinds and rates (uniform 0.3 and 0.5, symmetric 0.1) and seeds (100 and up)
@@ -20,11 +21,19 @@ from tce_jax import losses
 
 NOISE = {"uniform": (0.3, 0.5), "symmetric": (0.1,)}
 
+# The candidate rules: offset 1/K (the default) and offset 0.
+CANDIDATES = (
+    {"name": "tce", "alpha_rule": "auto"},
+    {"name": "tce", "alpha_rule": "auto", "alpha_offset": 0.0},
+)
 
-def get_config(kind: str = "uniform"):
-    """CE, TCE at fixed alphas and the self-tuning TCE under one dev noise kind."""
-    if kind not in NOISE:
-        raise ValueError(f"dev noise kind {kind!r}; allowed: {', '.join(NOISE)}")
+
+def get_config(arg: str = "uniform"):
+    """One dev noise kind: "KIND" for CE and TCE at fixed alphas, "KIND-auto"
+    for the candidate rules."""
+    kind, _, part = arg.partition("-")
+    if kind not in NOISE or part not in ("", "auto"):
+        raise ValueError(f"{arg!r}; allowed: {', '.join(NOISE)}, optionally with -auto")
     config = ml_collections.ConfigDict()
     config.base_config = fashion_mnist_noise.BASE_CONFIG
     config.overrides = fashion_mnist_label_errors.OVERRIDES
@@ -32,9 +41,13 @@ def get_config(kind: str = "uniform"):
     config.noise_kinds = (kind,)
     config.noise_rates = NOISE[kind]
     config.losses = (
-        {"name": "ce"},
-        {"name": "tce", "alpha": losses.DEFAULT_TCE_ALPHA},
-        {"name": "tce", "alpha": 0.3},
+        CANDIDATES
+        if part
+        else (
+            {"name": "ce"},
+            {"name": "tce", "alpha": losses.DEFAULT_TCE_ALPHA},
+            {"name": "tce", "alpha": 0.3},
+        )
     )
     config.seeds = (100, 101)
     config.jobs = 0
