@@ -1,7 +1,5 @@
 """The self-tuning alpha rule: its reading, following, clipping and holding."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,26 +23,42 @@ def test_contradicted_fraction_counts_labels_rated_strictly_below_chance():
 
 
 @pytest.mark.parametrize(
-    ("contradicted", "expected"), [(0.02, 0.1), (0.3, 0.3), (0.9, 0.5)]
+    ("contradicted", "offset", "expected"),
+    [(0.15, None, 0.1), (0.42, None, 0.32), (0.42, 0.0, 0.42), (0.9, None, 0.5)],
 )
-def test_alpha_follows_the_reading_clipped_to_the_floor_and_the_maximum(
-    contradicted, expected
+def test_alpha_is_the_reading_less_the_offset_clipped_to_floor_and_maximum(
+    contradicted, offset, expected
 ):
     alpha = alpha_rules.next_alpha(
-        0.2, contradicted, epoch=4, num_epochs=40, num_classes=10, max_alpha=0.5
+        0.1,
+        contradicted,
+        epoch=20,
+        reading_epoch=20,
+        num_classes=10,
+        max_alpha=0.5,
+        offset=offset,
     )
     assert float(alpha) == pytest.approx(expected)
 
 
-def test_alpha_is_held_after_the_follow_window():
-    last = alpha_rules.follows_until_epoch(40)
-    assert last == math.floor(alpha_rules.FOLLOW_FRACTION * 40)
-    kwargs = dict(num_epochs=40, num_classes=10, max_alpha=0.5)
-    assert float(alpha_rules.next_alpha(0.3, 0.05, epoch=last, **kwargs)) == (
-        pytest.approx(0.1)
-    )
-    assert float(alpha_rules.next_alpha(0.3, 0.05, epoch=last + 1, **kwargs)) == (
-        pytest.approx(0.3)
+@pytest.mark.parametrize(
+    ("num_epochs", "eval_every_epochs", "expected"),
+    [(40, 4, 20), (40, 3, 18), (40, 1, 20), (7, 1, 3), (9, 5, 0)],
+)
+def test_the_reading_is_the_last_evaluation_of_the_first_half(
+    num_epochs, eval_every_epochs, expected
+):
+    assert alpha_rules.reading_epoch(num_epochs, eval_every_epochs) == expected
+
+
+def test_alpha_changes_only_at_the_reading_epoch():
+    kwargs = dict(reading_epoch=20, num_classes=10, max_alpha=0.5)
+    for epoch in (4, 16, 24, 40):
+        assert float(alpha_rules.next_alpha(0.1, 0.6, epoch=epoch, **kwargs)) == (
+            pytest.approx(0.1)
+        )
+    assert float(alpha_rules.next_alpha(0.1, 0.6, epoch=20, **kwargs)) == (
+        pytest.approx(0.5)
     )
 
 
@@ -52,12 +66,12 @@ def test_the_rule_runs_under_jit_with_traced_readings():
     @jax.jit
     def step(alpha, contradicted, epoch):
         return alpha_rules.next_alpha(
-            alpha, contradicted, epoch=epoch, num_epochs=10, num_classes=10
+            alpha, contradicted, epoch=epoch, reading_epoch=5, num_classes=10
         )
 
     alpha = jnp.float32(alpha_rules.initial_alpha(10))
-    for epoch, reading in enumerate((0.6, 0.35, 0.2, 0.15, 0.12, 0.01), start=1):
+    for epoch, reading in enumerate((0.6, 0.45, 0.4, 0.38, 0.35, 0.01), start=1):
         alpha = step(alpha, jnp.float32(reading), epoch)
-    # Followed up to epoch 5 (0.5 * 10), then held at the epoch-5 reading.
-    assert float(alpha) == pytest.approx(0.12)
+    # Set once from the epoch-5 reading (0.35 - 1/K), then held.
+    assert float(alpha) == pytest.approx(0.25)
     assert step._cache_size() == 1

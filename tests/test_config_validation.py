@@ -68,6 +68,12 @@ def _smoke_config(**overrides):
             "a number in (0.1, 1)",
         ),
         ({"loss.alpha_max": 0.4}, "config.loss.alpha_max", "unless"),
+        ({"loss.alpha_offset": 0.0}, "config.loss.alpha_offset", "unless"),
+        (
+            {"loss.alpha_rule": "auto", "loss.alpha_offset": -0.1},
+            "config.loss.alpha_offset",
+            "a number in [0, 1)",
+        ),
         (
             {"loss.alpha_rule": "auto", "num_epochs": 8, "eval_every_epochs": 5},
             "config.eval_every_epochs",
@@ -89,3 +95,4 @@ def test_alpha_rule_fields_are_not_passed_to_the_loss():
     config_validation.validate(config, num_devices=1)
     assert config_validation.loss_hparams(config) == {}
     assert config_validation.alpha_max(config) == 0.4
+    assert config_validation.alpha_offset(config) == pytest.approx(0.1)  # 1/K

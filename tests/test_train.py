@@ -421,7 +421,9 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
 ):
     # The same config both times (the rule's window depends on num_epochs): the
     # first launch is stopped as epoch 3 begins, after epoch 2's checkpoint.
-    config = tiny_config(**{"loss.alpha_rule": "auto", "num_epochs": 4})
+    config = tiny_config(
+        **{"loss.alpha_rule": "auto", "loss.alpha_offset": 0.0, "num_epochs": 4}
+    )
     uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
     train.train_and_evaluate(config, uninterrupted)
     run_epoch = train._run_epoch
@@ -439,14 +441,13 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
     history = without_timing(read_history(uninterrupted))
     assert without_timing(read_history(resumed)) == history
 
-    # Epoch 1 trains at 1/K; the readings after epochs 1 and 2 (the first half)
-    # set the next epoch's alpha; epoch 4 keeps epoch 3's.
+    # Epochs 1-2 (the first half) train at 1/K; the reading after epoch 2
+    # sets alpha for epochs 3 and 4 (offset 0 so that the rule moves it).
     alphas = [record["alpha"] for record in history]
-    readings = [record["contradicted_fraction"] for record in history]
-    max_alpha = alpha_rules.DEFAULT_MAX_ALPHA
-    expected = [0.1, *(min(max(r, 0.1), max_alpha) for r in readings[:2])]
-    np.testing.assert_allclose(alphas, [*expected, expected[-1]], rtol=1e-6)
-    assert alphas[1] != pytest.approx(0.1)  # The rule moved alpha.
+    reading = history[1]["contradicted_fraction"]
+    expected = min(max(reading, 0.1), alpha_rules.DEFAULT_MAX_ALPHA)
+    np.testing.assert_allclose(alphas, [0.1, 0.1, expected, expected], rtol=1e-6)
+    assert expected != pytest.approx(0.1)
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
