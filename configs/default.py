@@ -35,7 +35,7 @@ def loss_config(name: str) -> config_dict.ConfigDict:
         loss[hparam] = config_dict.placeholder(types[hparam])
     # How TCE's alpha is set (tce_jax/alpha_rules.py): "fixed" keeps loss.alpha;
     # "auto" sets it from the training labels, clip(s - alpha_offset, 1/K,
-    # alpha_max) (None: the rule's defaults, 1/K and 0.5).
+    # alpha_max) (None: the rule's defaults, 0 and 0.5).
     loss.alpha_rule = "fixed"
     loss.alpha_max = config_dict.placeholder(float)
     loss.alpha_offset = config_dict.placeholder(float)

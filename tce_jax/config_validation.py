@@ -85,10 +85,9 @@ def alpha_max(config: ml_collections.ConfigDict) -> float:
 
 
 def alpha_offset(config: ml_collections.ConfigDict) -> float:
-    """The ``auto`` alpha rule's offset: ``config.loss.alpha_offset`` or 1/K."""
+    """The ``auto`` alpha rule's offset: ``config.loss.alpha_offset`` or the default."""
     value = config.loss.get("alpha_offset")
-    num_classes = DATASETS[config.data.dataset].num_classes
-    return alpha_rules.default_offset(num_classes) if value is None else value
+    return alpha_rules.DEFAULT_OFFSET if value is None else value
 
 
 def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:

@@ -24,7 +24,7 @@ def test_contradicted_fraction_counts_labels_rated_strictly_below_chance():
 
 @pytest.mark.parametrize(
     ("contradicted", "offset", "expected"),
-    [(0.15, None, 0.1), (0.42, None, 0.32), (0.42, 0.0, 0.42), (0.9, None, 0.5)],
+    [(0.05, 0.0, 0.1), (0.42, 0.0, 0.42), (0.42, 0.1, 0.32), (0.9, 0.0, 0.5)],
 )
 def test_alpha_is_the_reading_less_the_offset_clipped_to_floor_and_maximum(
     contradicted, offset, expected
@@ -72,6 +72,6 @@ def test_the_rule_runs_under_jit_with_traced_readings():
     alpha = jnp.float32(alpha_rules.initial_alpha(10))
     for epoch, reading in enumerate((0.6, 0.45, 0.4, 0.38, 0.35, 0.01), start=1):
         alpha = step(alpha, jnp.float32(reading), epoch)
-    # Set once from the epoch-5 reading (0.35 - 1/K), then held.
-    assert float(alpha) == pytest.approx(0.25)
+    # Set once from the epoch-5 reading, then held.
+    assert float(alpha) == pytest.approx(0.35)
     assert step._cache_size() == 1

@@ -95,4 +95,4 @@ def test_alpha_rule_fields_are_not_passed_to_the_loss():
     config_validation.validate(config, num_devices=1)
     assert config_validation.loss_hparams(config) == {}
     assert config_validation.alpha_max(config) == 0.4
-    assert config_validation.alpha_offset(config) == pytest.approx(0.1)  # 1/K
+    assert config_validation.alpha_offset(config) == 0.0

@@ -421,9 +421,7 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
 ):
     # The same config both times (the rule's window depends on num_epochs): the
     # first launch is stopped as epoch 3 begins, after epoch 2's checkpoint.
-    config = tiny_config(
-        **{"loss.alpha_rule": "auto", "loss.alpha_offset": 0.0, "num_epochs": 4}
-    )
+    config = tiny_config(**{"loss.alpha_rule": "auto", "num_epochs": 4})
     uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
     train.train_and_evaluate(config, uninterrupted)
     run_epoch = train._run_epoch
@@ -442,7 +440,7 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
     assert without_timing(read_history(resumed)) == history
 
     # Epochs 1-2 (the first half) train at 1/K; the reading after epoch 2
-    # sets alpha for epochs 3 and 4 (offset 0 so that the rule moves it).
+    # sets alpha for epochs 3 and 4.
     alphas = [record["alpha"] for record in history]
     reading = history[1]["contradicted_fraction"]
     expected = min(max(reading, 0.1), alpha_rules.DEFAULT_MAX_ALPHA)

@@ -21,9 +21,10 @@ from tce_jax import losses
 
 NOISE = {"uniform": (0.3, 0.5), "symmetric": (0.1,)}
 
-# The candidate rules: offset 1/K (the default) and offset 0.
+# The candidate rules, offset 1/K and offset 0 (the run dirs were named when
+# 1/K was the default: tce-auto is offset 0.1, tce-alpha_offset0-auto offset 0).
 CANDIDATES = (
-    {"name": "tce", "alpha_rule": "auto"},
+    {"name": "tce", "alpha_rule": "auto", "alpha_offset": 0.1},
     {"name": "tce", "alpha_rule": "auto", "alpha_offset": 0.0},
 )
 
