@@ -12,11 +12,17 @@ fields can be overridden like run configs, e.g. --config.seeds='(0,)' or
 --config.overrides.num_epochs=4.
 
 Executors: `local` (default) runs --jobs runs at a time on this machine and
-writes the report at the end. `slurm` submits the runs as one SLURM job array
-through submitit (one task per run, requeued on preemption or at the time
-limit, resuming from its checkpoint) and returns; follow it with --status, and
-run `python3 -m tce_jax.report --sweep_dir=DIR` when it is done (or pass --wait
-to wait and report). `submitit_local` is the slurm path on submitit's local
+writes the report at the end. On a machine with GPUs it gives each run one GPU
+(CUDA_VISIBLE_DEVICES) and runs as many at a time as there are GPUs;
+--runs_per_gpu=N shares each GPU between N runs, --all_gpus_per_run gives each
+run every GPU, one run at a time. GPUs are those of CUDA_VISIBLE_DEVICES if set
+(set it empty to run on CPUs), else those `nvidia-smi -L` lists.
+
+`slurm` submits the runs as one SLURM job array through submitit (one task
+per run, requeued on preemption or at the time limit, resuming from its
+checkpoint) and returns; follow it with --status, and run
+`python3 -m tce_jax.report --sweep_dir=DIR` when it is done (or pass --wait to
+wait and report). `submitit_local` is the slurm path on submitit's local
 executor, every run at once on this machine (tests and debugging). The SLURM
 settings come from the --slurm_* flags or from a `slurm` dict in the sweep
 config (keys: partition, time_min, cpus_per_task, gpus_per_task,
@@ -30,7 +36,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tce_jax import config_validation, report, slurm, sweep
+from tce_jax import (
+    config_validation,
+    grid,
+    local_executor,
+    report,
+    slurm,
+    sweep_status,
+)
 
 EXECUTORS = {"local": None, "slurm": "slurm", "submitit_local": "local"}
 
@@ -39,7 +52,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (one dir per ru
 _JOBS = flags.DEFINE_integer(
     "jobs",
     None,
-    "Local executor: runs at once; default: the config's `jobs`, 0 = from the cores.",
+    "Local executor: runs at once; default: the config's `jobs`; 0 = one per "
+    "core, or on GPUs one per GPU (times --runs_per_gpu).",
+)
+_RUNS_PER_GPU = flags.DEFINE_integer(
+    "runs_per_gpu",
+    1,
+    "Local executor on GPUs: runs sharing each GPU (above 1: no preallocation, "
+    "and each run may use 1/N of the GPU's memory).",
+)
+_ALL_GPUS_PER_RUN = flags.DEFINE_bool(
+    "all_gpus_per_run",
+    False,
+    "Local executor on GPUs: each run uses every GPU, one run at a time.",
 )
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Only list the runs and their launch commands."
@@ -138,8 +163,15 @@ def _check_flags() -> None:
             raise _UsageError(
                 f"--{flag.name}: only allowed with --executor=slurm or submitit_local"
             )
-    if _JOBS.present and submits:
-        raise _UsageError("--jobs: only allowed with --executor=local")
+    for flag in (_JOBS, _RUNS_PER_GPU, _ALL_GPUS_PER_RUN):
+        if flag.present and submits:
+            raise _UsageError(f"--{flag.name}: only allowed with --executor=local")
+    if _RUNS_PER_GPU.value < 1:
+        raise _UsageError(f"--runs_per_gpu={_RUNS_PER_GPU.value}: allowed: >= 1")
+    if _RUNS_PER_GPU.present and _ALL_GPUS_PER_RUN.value:
+        raise _UsageError(
+            "--runs_per_gpu: not allowed with --all_gpus_per_run (one run on every GPU)"
+        )
     if _WAIT.present and not submits:
         raise _UsageError(
             "--wait: only allowed with --executor=slurm or submitit_local"
@@ -148,21 +180,27 @@ def _check_flags() -> None:
 
 def _print_status() -> int:
     try:
-        statuses = sweep.sweep_status(
+        states = sweep_status.sweep_status(
             _WORKDIR.value, queued=slurm.queued_runs(_WORKDIR.value)
         )
     except FileNotFoundError:
         raise _UsageError(
             f"--workdir={_WORKDIR.value}: not a sweep dir (it has no sweep.json)"
         ) from None
-    print(f"sweep {_WORKDIR.value}: {sweep.format_status(statuses)}")
+    print(f"sweep {_WORKDIR.value}: {sweep_status.format_status(states)}")
     return 0
 
 
 def _run(config) -> int:
     cluster = EXECUTORS[_EXECUTOR.value]
     if cluster is None:
-        outcome = sweep.run_sweep(config, _WORKDIR.value, jobs=_JOBS.value)
+        outcome = local_executor.run_sweep(
+            config,
+            _WORKDIR.value,
+            jobs=_JOBS.value,
+            runs_per_gpu=_RUNS_PER_GPU.value,
+            all_gpus_per_run=_ALL_GPUS_PER_RUN.value,
+        )
     else:
         try:
             resources = slurm.resources_from(
@@ -206,9 +244,9 @@ def main(argv):
                 "sweep directory, created if missing)"
             )
         if _DRY_RUN.value:
-            for run in sweep.expand_grid(config):
+            for run in grid.expand_grid(config):
                 print(run.rel_dir)
-                command = sweep.launch_command(config.base_config, run, run.rel_dir)
+                command = grid.launch_command(config.base_config, run, run.rel_dir)
                 print("  " + shlex.join(command))
             return 0
         return _run(config)

@@ -41,7 +41,6 @@ from __future__ import annotations
 import collections
 import csv
 import io
-import json
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ from absl import app, flags
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
-from tce_jax import report, run_files
+from tce_jax import report_plots, report_tables, run_files
 
 OUTPUT_DIR = "label_errors"
 CSV_FIELDS = ("rank", "index", "given_label", "predicted_label", "score")
@@ -64,15 +63,19 @@ class InputError(ValueError):
 
 
 def load_predictions(run_dir: pathlib.Path, split: str, at_best_val: bool) -> dict:
-    """A run's saved predictions on ``split`` ("train" or "heldout") as arrays."""
-    path = run_dir / run_files.predictions_file(split, at_best_val=at_best_val)
-    if not path.exists():
+    """A run's saved predictions on ``split`` ("train" or "heldout") as arrays.
+
+    Raises:
+      InputError: the run saved none; the message names the file.
+    """
+    predictions = run_files.read_predictions(run_dir, split, at_best_val=at_best_val)
+    if predictions is None:
+        path = run_dir / run_files.predictions_file(split, at_best_val=at_best_val)
         raise InputError(
             f"{path}: no such file; allowed: a run dir of a finished run "
             f"(train.py writes {run_files.predictions_file(split)} at its end)"
         )
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    return predictions
 
 
 def ranking(scores: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -167,11 +170,18 @@ def rank_run(run_dir: str | pathlib.Path) -> list[str]:
 # Sweep comparison.
 
 
-def _run_infos(sweep_dir: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
+def _finished_runs(
+    sweep_dir: pathlib.Path,
+) -> list[tuple[pathlib.Path, dict[str, Any]]]:
+    """(run dir, run info) of the sweep's finished runs, in directory order."""
+    rel_dirs = sorted(
+        run_files.find_runs(sweep_dir),
+        key=lambda rel_dir: pathlib.PurePosixPath(rel_dir).parts,
+    )
     return [
-        (path.parent, json.loads(path.read_text()))
-        for path in sorted(sweep_dir.rglob(run_files.RUN_INFO_FILE))
-        if (path.parent / run_files.SUMMARY_FILE).exists()
+        (sweep_dir / rel_dir, run_files.read_run_info(sweep_dir / rel_dir))
+        for rel_dir in rel_dirs
+        if run_files.is_finished(sweep_dir / rel_dir)
     ]
 
 
@@ -224,7 +234,7 @@ def cleanlab_signal(predictions: dict[str, np.ndarray]) -> dict[str, Any]:
 def compare(sweep_dir: pathlib.Path, folds_dir: pathlib.Path | None) -> list[dict]:
     """One row per (scenario, seed, signal): the detection metrics and CPU cost."""
     rows = []
-    for run_dir, info in _run_infos(sweep_dir):
+    for run_dir, info in _finished_runs(sweep_dir):
         if info.get("holdout_folds"):
             continue
         for at_best_val in (False, True):
@@ -238,14 +248,14 @@ def compare(sweep_dir: pathlib.Path, folds_dir: pathlib.Path | None) -> list[dic
                     "seed": info["seed"],
                     "signal": f"{info['loss']}, {POINTS[at_best_val]}",
                     "training_runs": 1,
-                    "cpu_seconds": report.cpu_seconds(run_dir),
+                    "cpu_seconds": run_files.cpu_seconds(run_dir),
                     "train_index": predictions["index"],
                     **_signal(predictions["is_noisy"], predictions["prob_label"]),
                 }
             )
     if folds_dir is not None:
         groups = collections.defaultdict(list)
-        for run_dir, info in _run_infos(folds_dir):
+        for run_dir, info in _finished_runs(folds_dir):
             if info.get("holdout_folds"):
                 key = (_scenario(info), info["seed"], info["loss"])
                 groups[key].append((run_dir, info))
@@ -254,7 +264,7 @@ def compare(sweep_dir: pathlib.Path, folds_dir: pathlib.Path | None) -> list[dic
             if len(members) != num_folds:
                 continue  # Not every fold has finished.
             fold_dirs = [run_dir for run_dir, _ in members]
-            cpu = [report.cpu_seconds(d) for d in fold_dirs]
+            cpu = [run_files.cpu_seconds(d) for d in fold_dirs]
             for at_best_val in (False, True):
                 predictions = cross_fitted(fold_dirs, at_best_val)
                 rows.append(
@@ -300,7 +310,7 @@ METRIC_COLUMNS = (
 
 
 def _cell(values: Sequence[Any], key: str) -> str:
-    mean, std, n = report.mean_std([v for v in values if v is not None])
+    mean, std, n = report_tables.mean_std([v for v in values if v is not None])
     if n == 0 or np.isnan(mean):
         return "-"
     if key in ("flagged", "cpu_seconds"):
@@ -362,7 +372,7 @@ def _plot_pr(scenario, signals, output_dir: pathlib.Path) -> None:
     dataset, kind, rate = scenario
     figure = Figure(figsize=(6.5, 4.8), layout="constrained")
     ax = figure.subplots()
-    colors = report.loss_colors(list(signals))
+    colors = report_plots.loss_colors(list(signals))
     for signal, members in signals.items():
         for i, row in enumerate(members):
             precision, recall = row["pr_curve"]

@@ -1,10 +1,11 @@
 """Sweeps on a SLURM cluster through submitit: one job-array task per run.
 
-``submit_sweep`` readies the grid like a local sweep (``sweep.plan_sweep``:
-finished runs skipped, run dirs and datasets prepared) and submits the runs
-left as one submitit job array. Each task is a ``RunJob``: it trains its run
-with the same ``launch.py`` command and log files as the local sweep
-(``sweep.run_once``), on the CPUs SLURM gave it. ``RunJob`` is a
+``submit_sweep`` readies the grid like the local executor
+(``sweep_plan.plan_sweep``: finished runs skipped, run dirs and datasets
+prepared) and submits the runs left as one submitit job array. Each task is a
+``RunJob``: it trains its run with the same ``launch.py`` command and log files
+as the local executor (``sweep_plan.run_once``), on the CPUs and GPUs SLURM
+gave it. ``RunJob`` is a
 ``submitit.helpers.Checkpointable``: on preemption or at the time limit SLURM
 signals the task, submitit requeues the same RunJob, and launch.py resumes from
 the run's last checkpoint (at most the epoch in progress is lost). Requeues
@@ -22,7 +23,6 @@ on this machine), which is how the tests exercise it without a cluster.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +31,7 @@ from typing import Any
 import ml_collections
 import submitit
 
-from tce_jax import run_files, sweep
+from tce_jax import grid, run_files, sweep_plan
 
 # Requeues after hitting the time limit (submitit's max_num_timeout); a run
 # that needs more should ask for more time.
@@ -171,15 +171,16 @@ class RunJob(submitit.helpers.Checkpointable):
     keeps the run's state in its checkpoints, so the requeued job resumes it.
     """
 
-    def __init__(self, run: sweep.Run, run_dir: pathlib.Path, runner: sweep.Runner):
+    def __init__(self, run: grid.Run, run_dir: pathlib.Path, runner: sweep_plan.Runner):
         self.run = run
         self.run_dir = run_dir
         self.runner = runner
 
     def __call__(self) -> str:
-        # The CPUs this task may use: SLURM's allocation, as the CPU affinity.
-        cores = tuple(sweep.available_cpus())
-        code = sweep.run_once(self.run, self.run_dir, self.runner, cores)
+        # SLURM's allocation: the CPUs as the CPU affinity, the GPUs as
+        # CUDA_VISIBLE_DEVICES, which the run inherits.
+        slot = sweep_plan.Slot(cores=tuple(sweep_plan.available_cpus()))
+        code = sweep_plan.run_once(self.run, self.run_dir, self.runner, slot)
         if code != 0:
             raise RunFailedError(
                 f"{self.run.rel_dir}: exit code {code}; see "
@@ -197,10 +198,9 @@ def queued_runs(sweep_dir: str | os.PathLike) -> dict[str, str]:
     """
     sweep_dir = pathlib.Path(sweep_dir).resolve()
     jobs = {}
-    for path in sorted(sweep_dir.rglob(run_files.JOB_FILE)):
-        record = json.loads(path.read_text())
-        if record["cluster"] == "slurm":
-            rel_dir = path.parent.relative_to(sweep_dir).as_posix()
+    for rel_dir in run_files.find_runs(sweep_dir):
+        record = run_files.read_job(sweep_dir / rel_dir)
+        if record is not None and record["cluster"] == "slurm":
             jobs[rel_dir] = submitit.SlurmJob(record["folder"], record["job_id"])
     queued = {}
     for rel_dir, job in jobs.items():
@@ -217,14 +217,14 @@ def submit_sweep(
     cluster: str,
     resources: Resources,
     wait: bool,
-    runner: sweep.Runner | None = None,
-    preparer: sweep.Preparer = sweep.prepare_dataset,
-    log: Callable[[str], None] = sweep.print_now,
-) -> sweep.SweepOutcome:
+    runner: sweep_plan.Runner | None = None,
+    preparer: sweep_plan.Preparer = sweep_plan.prepare_dataset,
+    log: Callable[[str], None] = sweep_plan.print_now,
+) -> sweep_plan.SweepOutcome:
     """Submits every run left to do as one job array; optionally waits for them.
 
     Args:
-      sweep_config: see ``sweep``.
+      sweep_config: see ``grid``.
       sweep_dir: root of the run dirs, on a filesystem the nodes share.
       cluster: "slurm", or "local" for submitit's local executor.
       resources: what each task asks for.
@@ -244,9 +244,9 @@ def submit_sweep(
 
     def busy(run_dir: pathlib.Path) -> bool:
         rel_dir = run_dir.relative_to(sweep_root).as_posix()
-        return sweep.is_running(run_dir) or rel_dir in queued
+        return run_files.is_running(run_dir) or rel_dir in queued
 
-    plan = sweep.plan_sweep(
+    plan = sweep_plan.plan_sweep(
         sweep_config, sweep_dir, busy=busy, preparer=preparer, log=log
     )
     outcome = plan.outcome
@@ -257,7 +257,7 @@ def submit_sweep(
     executor = make_executor(
         folder, cluster=cluster, resources=resources, name=f"tce_{plan.sweep_dir.name}"
     )
-    runner = runner or sweep.subprocess_runner(plan.base_config_path)
+    runner = runner or sweep_plan.subprocess_runner(plan.base_config_path)
     run_dirs = [plan.sweep_dir / run.rel_dir for run in plan.pending]
     jobs = executor.submit_array(
         [
@@ -266,8 +266,9 @@ def submit_sweep(
         ]
     )
     for job, run_dir in zip(jobs, run_dirs, strict=True):
-        record = {"cluster": cluster, "job_id": job.job_id, "folder": str(folder)}
-        (run_dir / run_files.JOB_FILE).write_text(json.dumps(record) + "\n")
+        run_files.write_job(
+            run_dir, cluster=cluster, job_id=job.job_id, folder=str(folder)
+        )
     outcome.submitted = [run.rel_dir for run in plan.pending]
     log(
         f"submitted {len(jobs)} run(s) to {cluster}: jobs "
@@ -288,7 +289,7 @@ def submit_sweep(
         else:
             outcome.failed.append(rel_dir)
             log(f"[{done}/{len(plan.runs)}] FAILED {rel_dir}")
-            sweep.log_failure(plan.sweep_dir / rel_dir, log)
+            sweep_plan.log_failure(plan.sweep_dir / rel_dir, log)
     return outcome
 
 

@@ -65,3 +65,21 @@ def reference_run(tmp_path_factory, compilation_cache):
         patch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
         summary = train.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
     return workdir, summary
+
+
+@pytest.fixture
+def base_config_path(tmp_path):
+    """A small run config file (``sweep_fakes.BASE_CONFIG``) for sweep tests."""
+    import sweep_fakes
+
+    path = tmp_path / "base_config.py"
+    path.write_text(sweep_fakes.BASE_CONFIG)
+    return str(path)
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    """A sweep dir of synthetic finished runs (``report_fakes.fill_sweep``)."""
+    import report_fakes
+
+    return report_fakes.fill_sweep(tmp_path)

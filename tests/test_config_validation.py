@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tce_jax import config_validation, sweep
+from tce_jax import config_validation, grid
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
@@ -15,7 +15,7 @@ RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda path: path.stem)
 def test_every_shipped_run_config_is_valid(path):
-    config_validation.validate(sweep.load_config_file(path), num_devices=1)
+    config_validation.validate(grid.load_config_file(path), num_devices=1)
 
 
 def test_checking_a_config_does_not_import_tensorflow():

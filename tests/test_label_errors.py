@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tce_jax import label_errors, run_files, sweep
+from tce_jax import grid, label_errors, run_files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_CLASSES = 4
@@ -168,7 +168,7 @@ def _grid(holdout_folds=0):
     config.losses = ({"name": "ce"}, {"name": "tce", "alpha": 0.1})
     config.seeds = (0, 1)
     config.holdout_folds = holdout_folds
-    return sweep.expand_grid(config)
+    return grid.expand_grid(config)
 
 
 @pytest.fixture

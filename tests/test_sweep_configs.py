@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from tce_jax import config_validation, input_pipeline, losses, sweep
+from tce_jax import config_validation, grid, input_pipeline, losses
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_CONFIGS = sorted((REPO_ROOT / "configs" / "sweeps").glob("[!_]*.py"))
@@ -29,19 +29,19 @@ def test_every_sweep_config_is_counted():
 @pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda path: path.stem)
 def test_sweep_config_lists_valid_runs(path):
     """What `sweep.py --dry_run` does, plus validating each run's resolved config."""
-    sweep_config = sweep.load_config_file(path)
-    runs = sweep.expand_grid(sweep_config)
+    sweep_config = grid.load_config_file(path)
+    runs = grid.expand_grid(sweep_config)
     assert len(runs) == EXPECTED_RUNS[path.stem]
     for run in runs:
-        config = sweep.resolve_config(sweep_config.base_config, run.overrides)
+        config = grid.resolve_config(sweep_config.base_config, run.overrides)
         config_validation.validate(config, num_devices=1)
-        command = sweep.launch_command(sweep_config.base_config, run, run.rel_dir)
+        command = grid.launch_command(sweep_config.base_config, run, run.rel_dir)
         assert f"--workdir={run.rel_dir}" in command
     assert f"--config=configs/sweeps/{path.name}" in path.read_text()
 
 
 def test_instance_noise_is_a_valid_config_and_typos_say_what_is_allowed():
-    config = sweep.load_config_file("configs/cpu_smoke.py")
+    config = grid.load_config_file("configs/cpu_smoke.py")
     config.noise.kind = "instance"
     config_validation.validate(config, num_devices=1)
     config.noise.kind = "instanse"
@@ -59,7 +59,7 @@ def test_default_tce_alpha_is_one_over_k():
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda path: path.stem)
 def test_tce_run_configs_follow_the_alpha_rule(path):
-    config = sweep.load_config_file(path)
+    config = grid.load_config_file(path)
     if config.loss.name != "tce":
         return
     num_classes = input_pipeline.DATASETS[config.data.dataset].num_classes
