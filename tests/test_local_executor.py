@@ -1,9 +1,12 @@
 """Tests of the local executor: runs at once, failures, resume, progress, GPUs."""
 
+import json
+import os
+
 import pytest
 from sweep_fakes import FakeRunner, make_sweep_config, no_preparation
 
-from tce_jax import local_executor, run_files
+from tce_jax import grid, local_executor, run_files, sweep_plan
 
 
 def test_failed_run_is_reported_and_does_not_stop_the_sweep(base_config_path, tmp_path):
@@ -70,3 +73,144 @@ def test_eta_extrapolates_from_logged_epochs_then_from_finished_runs():
     assert progress.eta_seconds() == pytest.approx(350, rel=0.01)
     progress.end("a", "done")
     assert progress.durations[0] == pytest.approx(100, rel=0.01)
+
+
+# ----------------------------------------------------------------------------
+# GPUs: the device list is faked; each run's process environment is checked.
+
+
+def test_gpus_are_counted_from_the_environment_or_nvidia_smi(tmp_path, monkeypatch):
+    def listed():
+        return ["0", "1", "2"]
+
+    assert local_executor.visible_gpus({}, listed) == ["0", "1", "2"]
+    assert local_executor.visible_gpus({"CUDA_VISIBLE_DEVICES": "3,1"}, listed) == [
+        "3",
+        "1",
+    ]
+    for hidden in ("", "-1", "-1,0"):
+        env = {"CUDA_VISIBLE_DEVICES": hidden}
+        assert local_executor.visible_gpus(env, listed) == []
+    assert local_executor.visible_gpus({"JAX_PLATFORMS": "cpu"}, listed) == []
+    assert local_executor.visible_gpus({"JAX_PLATFORMS": "cuda,cpu"}, listed) == [
+        "0",
+        "1",
+        "2",
+    ]
+    # What nvidia-smi -L prints, MIG devices indented under their GPU.
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\n"
+        "echo '  MIG 1g.5gb Device 0: (UUID: MIG-b)'\n"
+        "echo 'GPU 1: NVIDIA A100 (UUID: GPU-c)'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert local_executor.visible_gpus({}) == ["0", "1"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert local_executor.visible_gpus({}) == []
+
+
+def test_slots_give_one_run_per_gpu_share_gpus_or_give_all_gpus():
+    cpus = [0, 1, 2, 3]
+    default = local_executor.plan_slots(0, 10, cpus=cpus, gpus=[])
+    assert len(default) == local_executor.default_jobs()
+    cpu_slots = local_executor.plan_slots(4, 10, cpus=cpus, gpus=[])
+    assert [slot.env for slot in cpu_slots] == [{}] * 4
+    assert [slot.cores for slot in cpu_slots] == [(0,), (1,), (2,), (3,)]
+
+    one_each = local_executor.plan_slots(0, 10, cpus=cpus, gpus=["0", "1"])
+    assert [slot.env for slot in one_each] == [
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+    ]
+    assert [slot.cores for slot in one_each] == [(0, 1), (2, 3)]
+    # Asking for fewer runs at once, or having fewer runs, uses fewer GPUs;
+    # asking for more than the GPUs hold is capped (they would collide).
+    assert len(local_executor.plan_slots(1, 10, cpus=cpus, gpus=["0", "1"])) == 1
+    assert len(local_executor.plan_slots(0, 1, cpus=cpus, gpus=["0", "1"])) == 1
+    assert len(local_executor.plan_slots(8, 10, cpus=cpus, gpus=["0", "1"])) == 2
+
+    shared = local_executor.plan_slots(
+        0, 10, cpus=cpus, gpus=["0", "1"], runs_per_gpu=2
+    )
+    assert [slot.env["CUDA_VISIBLE_DEVICES"] for slot in shared] == [
+        "0",
+        "1",
+        "0",
+        "1",
+    ]
+    assert all(
+        slot.env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+        and slot.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"
+        for slot in shared
+    )
+    everything = local_executor.plan_slots(
+        0, 10, cpus=cpus, gpus=["0", "1"], all_gpus_per_run=True
+    )
+    assert [(slot.cores, slot.env) for slot in everything] == [
+        ((0, 1, 2, 3), {"CUDA_VISIBLE_DEVICES": "0,1"})
+    ]
+
+
+ENV_DUMPING_LAUNCH = """
+import json, os, pathlib, sys, time
+workdir = pathlib.Path(sys.argv[-1].removeprefix('--workdir='))
+names = ('CUDA_VISIBLE_DEVICES', 'XLA_PYTHON_CLIENT_PREALLOCATE',
+         'XLA_PYTHON_CLIENT_MEM_FRACTION', 'OMP_NUM_THREADS')
+env = {name: os.environ.get(name) for name in names}
+(workdir / 'env.json').write_text(json.dumps(env))
+time.sleep(0.5)  # Long enough for the runs of one wave to overlap.
+(workdir / 'summary.json').write_text('{}')
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "slots", "expected"),
+    [
+        ({}, 2, {"0": {"OMP_NUM_THREADS": "1"}, "1": {"OMP_NUM_THREADS": "1"}}),
+        (
+            {"runs_per_gpu": 2},
+            4,
+            {
+                gpu: {
+                    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                    "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450",
+                }
+                for gpu in ("0", "1")
+            },
+        ),
+        ({"all_gpus_per_run": True}, 1, {"0,1": {"OMP_NUM_THREADS": "2"}}),
+    ],
+)
+def test_each_launch_sees_only_its_gpus(
+    options, slots, expected, base_config_path, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    monkeypatch.setattr(sweep_plan, "available_cpus", lambda: [0, 1])
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: None)
+    fake_launch = tmp_path / "fake_launch.py"
+    fake_launch.write_text(ENV_DUMPING_LAUNCH)
+    monkeypatch.setattr(grid, "LAUNCH_SCRIPT", fake_launch)
+    messages = []
+    outcome = local_executor.run_sweep(
+        make_sweep_config(base_config_path, jobs=0),
+        tmp_path / "sweep",
+        gpus=["0", "1"],
+        preparer=no_preparation,
+        log=messages.append,
+        **options,
+    )
+    assert outcome.ok and len(outcome.finished) == 8
+    envs = [
+        json.loads(path.read_text()) for path in (tmp_path / "sweep").rglob("env.json")
+    ]
+    assert len(envs) == 8
+    assert {env["CUDA_VISIBLE_DEVICES"] for env in envs} == set(expected)
+    for env in envs:
+        for name, value in expected[env["CUDA_VISIBLE_DEVICES"]].items():
+            assert env[name] == value, (name, env)
+        if "runs_per_gpu" not in options:
+            assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] is None
+    assert f"  {slots} at a time, on GPUs" in "\n".join(messages)

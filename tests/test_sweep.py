@@ -16,6 +16,16 @@ from sweep_fakes import sweep_py
             "sweep.py: --slurm_partition: required with --executor=slurm (or "
             "slurm.partition in the sweep config)",
         ),
+        (["--runs_per_gpu=0"], "sweep.py: --runs_per_gpu=0: allowed: >= 1"),
+        (
+            ["--runs_per_gpu=2", "--all_gpus_per_run"],
+            "sweep.py: --runs_per_gpu: not allowed with --all_gpus_per_run (one "
+            "run on every GPU)",
+        ),
+        (
+            ["--executor=slurm", "--all_gpus_per_run"],
+            "sweep.py: --all_gpus_per_run: only allowed with --executor=local",
+        ),
     ],
 )
 def test_bad_input_gets_one_line_and_no_traceback(args, expected, tmp_path):
