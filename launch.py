@@ -204,5 +204,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return config_validation.parse_flags(argv, _CONFIG)
+    except config_validation.ConfigError as error:
+        sys.exit(_fail(str(error), EXIT_INVALID_CONFIG))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -255,5 +255,13 @@ def main(argv):
         return EXIT_USAGE
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return config_validation.parse_flags(argv, _CONFIG)
+    except config_validation.ConfigError as error:
+        print(f"sweep.py: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

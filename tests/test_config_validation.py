@@ -6,11 +6,14 @@ import sys
 import textwrap
 
 import pytest
+from ml_collections import config_flags
 
 from tce_jax import config_validation, grid
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
+# A config flag of this test module's own, so that no other module's is touched.
+_TYPO_CONFIG = config_flags.DEFINE_config_file("typo_test_config")
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda path: path.stem)
@@ -38,7 +41,7 @@ def test_checking_a_config_does_not_import_tensorflow():
 
 
 def _smoke_config(**overrides):
-    config = sweep.load_config_file(REPO_ROOT / "configs" / "cpu_smoke.py")
+    config = grid.load_config_file(REPO_ROOT / "configs" / "cpu_smoke.py")
     config.update_from_flattened_dict(overrides)
     return config
 
@@ -96,3 +99,29 @@ def test_alpha_rule_fields_are_not_passed_to_the_loss():
     assert config_validation.loss_hparams(config) == {}
     assert config_validation.alpha_max(config) == 0.4
     assert config_validation.alpha_offset(config) == 0.0
+
+
+def test_an_override_naming_no_field_gets_the_nearest_names():
+    def error(*overrides):
+        argv = ["prog", "--typo_test_config=configs/cpu_smoke.py", *overrides]
+        found = config_validation.unknown_override(argv, "typo_test_config")
+        return found and str(found)
+
+    assert error("--typo_test_config.loss.alpha=0.1", "--typo_test_config.seed=1") is (
+        None
+    )
+    assert error("--typo_test_config.loss.alpha=0.1", "--typo_test_config.lss.q=1") == (
+        "--typo_test_config.lss.q: typo_test_config has no field 'lss'; nearest: "
+        "typo_test_config.loss"
+    )
+    # A boolean override (--no<flag>.<path>), and a name close to no field.
+    assert error("--notypo_test_config.data.xyz") == (
+        "--typo_test_config.data.xyz: typo_test_config.data has no field 'xyz'; "
+        "allowed: "
+        + ", ".join(
+            f"typo_test_config.data.{name}"
+            for name in sorted(grid.load_config_file("configs/cpu_smoke.py").data)
+        )
+    )
+    # Past a leaf (a tuple's items), config_flags reports the problem itself.
+    assert error("--typo_test_config.schedule.decay_epochs.0=3") is None

@@ -50,6 +50,11 @@ def _launch_rejects(*args):
             "invalid config: config.batch_size: got 30; allowed: a positive",
         ),
         ("--num_processes=2", "--num_processes: only allowed with --multihost"),
+        (
+            "--config.loss.gamma_typo=3",
+            "--config.loss.gamma_typo: config.loss has no field 'gamma_typo'; "
+            "nearest: config.loss.gamma",
+        ),
     ],
 )
 def test_invalid_config_or_flag_exits_with_one_line_and_no_traceback(

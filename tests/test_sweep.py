@@ -18,6 +18,11 @@ from sweep_fakes import sweep_py
         ),
         (["--runs_per_gpu=0"], "sweep.py: --runs_per_gpu=0: allowed: >= 1"),
         (
+            ["--config.seedz=(0,)"],
+            "sweep.py: --config.seedz: config has no field 'seedz'; nearest: "
+            "config.seeds",
+        ),
+        (
             ["--runs_per_gpu=2", "--all_gpus_per_run"],
             "sweep.py: --runs_per_gpu: not allowed with --all_gpus_per_run (one "
             "run on every GPU)",
