@@ -137,6 +137,45 @@ def _initialize_distributed() -> None:
     )
 
 
+# How a collective reports a peer that went away (Gloo's TCP transport, on CPU
+# and across hosts); matched case-insensitively in the error's text.
+_PEER_LOST_SIGNS = (
+    "connection reset by peer",
+    "connection closed by peer",
+    "broken pipe",
+    "socket closed",
+    "connection refused",
+)
+
+
+def _job_failure_message(error: Exception, process: int, num_processes: int) -> str:
+    """Why this process of the job stops: a lost peer, named when it can be, or
+    its own failure."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    seen = f"{type(error).__name__}: {first_line}"
+    relaunch = (
+        "relaunch every process with the same command: the run resumes from its "
+        "last checkpoint."
+    )
+    if any(sign in str(error).lower() for sign in _PEER_LOST_SIGNS):
+        # The transport names the peer's address, not its process; with two
+        # processes the lost one can only be the other.
+        lost = (
+            f"process {1 - process} of {num_processes} was lost"
+            if num_processes == 2
+            else f"a peer of process {process} of {num_processes} was lost (which "
+            "one, this process cannot tell)"
+        )
+        return (
+            f"stopped: {lost} (killed, preempted or its node lost); process "
+            f"{process} saw {seen}. When its node is back, {relaunch}"
+        )
+    return (
+        f"stopped: process {process} of {num_processes} failed ({seen}). If "
+        f"another process died (killed, preempted, node lost), {relaunch}"
+    )
+
+
 def _stop_job(error: Exception) -> NoReturn:
     """Ends this process of a multi-process job after an error, at once.
 
@@ -146,12 +185,8 @@ def _stop_job(error: Exception) -> NoReturn:
     which cannot complete with a process gone and would abort after a timeout.
     """
     logging.exception("This process of the job failed.")
-    first_line = (str(error).strip().splitlines() or [""])[0]
     _fail(
-        f"stopped: process {jax.process_index()} of {jax.process_count()} failed "
-        f"({type(error).__name__}: {first_line}). If another process died (killed, "
-        "preempted, node lost), relaunch every process with the same command: the "
-        "run resumes from its last checkpoint.",
+        _job_failure_message(error, jax.process_index(), jax.process_count()),
         EXIT_JOB_BROKEN,
     )
     logging.flush()
