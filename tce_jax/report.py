@@ -1,6 +1,6 @@
 """Tables and plots of a sweep: results.csv, results.md and PNG figures.
 
-    python3 -m tce_jax.report --sweep_dir=runs/demo
+    python3 -m tce_jax.report --sweep_dir=runs/demo [--curves_per_seed]
 
 Reads every run dir under the sweep dir (``run_files``: run.json from the
 sweep, metrics.jsonl and summary.json from training, the training predictions
@@ -22,7 +22,9 @@ for the gradient weights) and writes into <sweep_dir>/report:
   diagnostic of overfitting the noise, not a result: that peak is read off
   the test set);
 - accuracy_vs_noise_*.png, curves_*.png (clean-train accuracy, memorisation
-  and test accuracy against epoch), gradient_weights_*.png (TCE's
+  and test accuracy against epoch: per loss the mean over seeds with a band
+  from the lowest to the highest seed, CE on top, each seed's selected epoch
+  marked; one line per seed too with --curves_per_seed), gradient_weights_*.png (TCE's
   per-example gradient weight on clean against mislabelled examples) and, when
   several TCE alphas were run, accuracy_vs_alpha_*.png.
 
@@ -44,9 +46,18 @@ REPORT_DIR = "report"
 
 
 def write_report(
-    sweep_dir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None
+    sweep_dir: str | pathlib.Path,
+    out_dir: str | pathlib.Path | None = None,
+    *,
+    curves_per_seed: bool = False,
 ) -> pathlib.Path:
     """Writes results.csv, results.md and the plots; prints the tables.
+
+    Args:
+      sweep_dir: the sweep's directory.
+      out_dir: where to write (default <sweep_dir>/report).
+      curves_per_seed: draw one line per seed in curves_*.png, besides the
+        mean and band over seeds.
 
     Returns:
       The report directory (default <sweep_dir>/report).
@@ -61,7 +72,7 @@ def write_report(
     (out_dir / "results.md").write_text(f"# Results of {sweep_dir}\n\n{tables}")
     plots = (
         report_plots.plot_accuracy_vs_noise(rows, out_dir)
-        + report_plots.plot_curves(rows, out_dir)
+        + report_plots.plot_curves(rows, out_dir, per_seed=curves_per_seed)
         + report_plots.plot_gradient_weights(rows, sweep_dir, out_dir)
         + report_plots.plot_accuracy_vs_alpha(rows, out_dir)
     )
@@ -97,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    write_report(sweep_dir)
+    write_report(sweep_dir, curves_per_seed=flags.FLAGS.curves_per_seed)
     return 0
 
 
@@ -106,5 +117,10 @@ if __name__ == "__main__":
     # --sweep_dir.
     flags.DEFINE_string(
         "sweep_dir", None, "Sweep directory to report on.", required=True
+    )
+    flags.DEFINE_bool(
+        "curves_per_seed",
+        False,
+        "curves_*.png: one line per seed too, besides the mean and band over seeds.",
     )
     app.run(main)

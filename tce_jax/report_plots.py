@@ -92,50 +92,98 @@ def plot_accuracy_vs_noise(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
-def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
-    """Per-run curves against epoch, one figure per (dataset, noise setting)."""
+def seed_band(rows: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, ...]:
+    """A metric over the seeds of one loss, per epoch, in percent.
+
+    Epochs without evaluation (eval_every_epochs > 1) have no point; an epoch
+    counts the seeds that evaluated it (an unfinished run stops early).
+
+    Returns:
+      epochs, mean, minimum and maximum over seeds, each of shape [epochs].
+    """
+    by_epoch = collections.defaultdict(list)
+    for row in rows:
+        for record in row["metrics"]:
+            if record.get(key) is not None:
+                by_epoch[record["epoch"]].append(100 * record[key])
+    epochs = sorted(by_epoch)
+    values = [np.asarray(by_epoch[epoch]) for epoch in epochs]
+    return (
+        np.asarray(epochs),
+        np.asarray([v.mean() for v in values]),
+        np.asarray([v.min() for v in values]),
+        np.asarray([v.max() for v in values]),
+    )
+
+
+def plot_curves(
+    rows, out_dir: pathlib.Path, *, per_seed: bool = False
+) -> list[pathlib.Path]:
+    """Curves against epoch, one figure per (dataset, noise setting).
+
+    Per loss, the mean over seeds with a band from the lowest to the highest
+    seed, CE drawn on top of the others, and on the test panel a dot at each
+    seed's selected epoch (best noisy-validation accuracy). ``per_seed`` adds
+    one thin line per seed.
+    """
     paths = []
     with_metrics = [row for row in rows if row["metrics"]]
     groups = group_by(with_metrics, ("dataset", "noise_kind", "noise_rate"))
     for (dataset, kind, rate), group_rows in sorted(groups.items()):
         losses = losses_in_order(group_rows)
         colors = loss_colors(losses)
+        by_loss = group_by(group_rows, ("loss",))
         figure = Figure(figsize=(15, 4.2), layout="constrained")
         axes = figure.subplots(1, 3)
         panels = (
             (axes[0], "train_clean_accuracy", "train accuracy vs clean labels"),
             (axes[1], "memorized_fraction", "mislabelled examples fit (memorised)"),
-            (axes[2], "test_accuracy", "test accuracy (dot: best noisy-val epoch)"),
+            (axes[2], "test_accuracy", "test accuracy (dots: selected epochs)"),
         )
-        labelled = set()
-        for row in group_rows:
+        legend_lines = {}
+        # CE, the reference, last and above the rest: never hidden under them.
+        for loss in sorted(
+            losses, key=lambda loss: by_loss[(loss,)][0]["loss_name"] == "ce"
+        ):
+            loss_rows = by_loss[(loss,)]
+            on_top = loss_rows[0]["loss_name"] == "ce"
+            color = colors[loss]
             for ax, key, _ in panels:
-                # Epochs without evaluation (eval_every_epochs > 1) have no point.
-                evaluated = [m for m in row["metrics"] if m.get(key) is not None]
-                epochs = [m["epoch"] for m in evaluated]
-                values = [100 * m[key] for m in evaluated]
-                label = (
-                    row["loss"]
-                    if row["loss"] not in labelled and ax is axes[2]
-                    else None
+                epochs, mean, low, high = seed_band(loss_rows, key)
+                ax.fill_between(
+                    epochs, low, high, color=color, alpha=0.15, linewidth=0, zorder=1
                 )
-                ax.plot(
+                line = ax.plot(
                     epochs,
-                    values,
-                    color=colors[row["loss"]],
-                    alpha=0.8,
-                    linewidth=1.3,
-                    label=label,
-                )
-            labelled.add(row["loss"])
-            if row["best_val_epoch"] is not None:
-                axes[2].plot(
-                    row["best_val_epoch"],
-                    100 * row["best_val_test_accuracy"],
-                    "o",
-                    color=colors[row["loss"]],
-                    markersize=5,
-                )
+                    mean,
+                    color=color,
+                    linewidth=2.4 if on_top else 1.5,
+                    zorder=4 if on_top else 2,
+                )[0]
+                if per_seed:
+                    for row in loss_rows:
+                        evaluated = [
+                            m for m in row["metrics"] if m.get(key) is not None
+                        ]
+                        ax.plot(
+                            [m["epoch"] for m in evaluated],
+                            [100 * m[key] for m in evaluated],
+                            color=color,
+                            alpha=0.5,
+                            linewidth=0.7,
+                            zorder=3,
+                        )
+            legend_lines[loss] = line  # The test panel's, drawn last.
+            selected = [row for row in loss_rows if row["best_val_epoch"] is not None]
+            axes[2].scatter(
+                [row["best_val_epoch"] for row in selected],
+                [100 * row["best_val_test_accuracy"] for row in selected],
+                color=color,
+                edgecolors="white",
+                linewidths=0.6,
+                s=28,
+                zorder=5,
+            )
         for ax, _, title in panels:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(title)
@@ -153,9 +201,17 @@ def plot_curves(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
                 va="center",
                 transform=axes[1].transAxes,
             )
-        axes[2].legend(fontsize=8)
+        # Outside the panels: inside, it would cover the curves' ends.
+        figure.legend(
+            [legend_lines[loss] for loss in losses],
+            [f"{loss} (n={len(by_loss[(loss,)])})" for loss in losses],
+            loc="outside right upper",
+            fontsize=8,
+        )
+        seeds = "; thin lines: one per seed" if per_seed else ""
         figure.suptitle(
-            f"{dataset}, {kind} noise {rate:g}: one line per run (seed), colour = loss"
+            f"{dataset}, {kind} noise {rate:g}: mean over seeds (n), band from the "
+            f"lowest to the highest seed{seeds}; CE drawn on top"
         )
         paths.append(
             _save(figure, out_dir / f"curves_{_slug(dataset, kind)}-{rate:g}.png")
