@@ -107,21 +107,17 @@ def test_an_override_naming_no_field_gets_the_nearest_names():
         found = config_validation.unknown_override(argv, "typo_test_config")
         return found and str(found)
 
-    assert error("--typo_test_config.loss.alpha=0.1", "--typo_test_config.seed=1") is (
-        None
-    )
-    assert error("--typo_test_config.loss.alpha=0.1", "--typo_test_config.lss.q=1") == (
+    good = "--typo_test_config.loss.alpha=0.1"
+    assert error(good, "--typo_test_config.seed=1") is None
+    assert error(good, "--typo_test_config.lss.q=1") == (
         "--typo_test_config.lss.q: typo_test_config has no field 'lss'; nearest: "
         "typo_test_config.loss"
     )
     # A boolean override (--no<flag>.<path>), and a name close to no field.
+    data_fields = sorted(grid.load_config_file("configs/cpu_smoke.py").data)
     assert error("--notypo_test_config.data.xyz") == (
         "--typo_test_config.data.xyz: typo_test_config.data has no field 'xyz'; "
-        "allowed: "
-        + ", ".join(
-            f"typo_test_config.data.{name}"
-            for name in sorted(grid.load_config_file("configs/cpu_smoke.py").data)
-        )
+        "allowed: " + ", ".join(f"typo_test_config.data.{f}" for f in data_fields)
     )
     # Past a leaf (a tuple's items), config_flags reports the problem itself.
     assert error("--typo_test_config.schedule.decay_epochs.0=3") is None

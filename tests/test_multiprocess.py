@@ -221,3 +221,39 @@ def test_two_processes_train_like_one_process_on_two_devices_and_survive_a_kill(
     # metrics, summary and predictions.
     _assert_same_run(workdir, tmp_path / "one_process_two_devices")
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [2, 3]
+
+
+def test_a_lost_peer_is_named_when_it_can_be_and_an_own_failure_is_told_apart():
+    """The survivor's line for the errors a collective raises (the Gloo text is
+    what a killed peer gave on this machine), without starting a job."""
+    script = (
+        "import launch\n"
+        "lost = ValueError('UNKNOWN: Gloo all-reduce failed: [pair.cc:538] Read "
+        "error [127.0.0.1]:48365: Connection reset by peer')\n"
+        "own = RuntimeError('RESOURCE_EXHAUSTED: out of memory')\n"
+        "for error, process, count in ((lost, 0, 2), (lost, 1, 2), (lost, 2, 4),"
+        " (own, 0, 2)):\n"
+        "    print(launch._job_failure_message(error, process, count))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        "stopped: process 1 of 2 was lost (killed, preempted or its node lost); "
+        "process 0 saw ValueError: UNKNOWN: Gloo all-reduce failed"
+    )
+    assert lines[1].startswith("stopped: process 0 of 2 was lost")
+    assert lines[2].startswith(
+        "stopped: a peer of process 2 of 4 was lost (which one, this process "
+        "cannot tell)"
+    )
+    assert lines[3].startswith(
+        "stopped: process 0 of 2 failed (RuntimeError: RESOURCE_EXHAUSTED"
+    )
+    assert all("relaunch every process with the same command" in x for x in lines)
