@@ -143,11 +143,11 @@ def heartbeat(run_dir: PathLike, every: float = HEARTBEAT_SECONDS) -> Iterator[N
     text = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n"
 
     def beat():
-        while True:
+        while not stop.wait(every):
             path.write_text(text)
-            if stop.wait(every):
-                return
 
+    # The first beat before the block: from its start the run reads as running.
+    path.write_text(text)
     thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
     try:
