@@ -189,15 +189,19 @@ def resolve_path(path: str | os.PathLike) -> pathlib.Path:
 
 
 def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
-    """Calls get_config() of a config file, as config_flags would."""
-    path = resolve_path(path)
+    """Calls get_config() of a config file, as config_flags would.
+
+    ``"file.py:arg"`` calls ``get_config("arg")``, as ``--config=file.py:arg`` does.
+    """
+    path, separator, arg = str(path).partition(".py:")
+    path = resolve_path(path + ".py" if separator else path)
     if str(REPO_ROOT) not in sys.path:
         # Config files import each other as `configs.<name>`, as under launch.py.
         sys.path.insert(0, str(REPO_ROOT))
     spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(arg) if separator else module.get_config()
 
 
 def resolve_config(

@@ -9,10 +9,18 @@ from tce_jax import config_validation, grid, input_pipeline, losses
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_CONFIGS = sorted((REPO_ROOT / "configs" / "sweeps").glob("[!_]*.py"))
 RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
-# Runs per sweep, so that a grid cannot silently grow or shrink.
+# Runs per sweep (config file, or file:argument for those with parts), so
+# that a grid cannot silently grow or shrink.
 EXPECTED_RUNS = {
     "alpha_study": 36,
     "demo": 4,
+    "fashion_mnist_alpha_rule:symmetric": 12,
+    "fashion_mnist_alpha_rule:class_instance": 12,
+    "fashion_mnist_alpha_rule:baselines": 24,
+    "fashion_mnist_alpha_rule_dev:uniform": 12,
+    "fashion_mnist_alpha_rule_dev:symmetric": 6,
+    "fashion_mnist_alpha_rule_dev:uniform-auto": 8,
+    "fashion_mnist_alpha_rule_dev:symmetric-auto": 4,
     "fashion_mnist_class_instance": 72,
     "fashion_mnist_label_errors": 18,
     "fashion_mnist_label_errors_folds": 27,
@@ -23,15 +31,18 @@ EXPECTED_RUNS = {
 
 
 def test_every_sweep_config_is_counted():
-    assert sorted(path.stem for path in SWEEP_CONFIGS) == sorted(EXPECTED_RUNS)
+    counted = {name.partition(":")[0] for name in EXPECTED_RUNS}
+    assert sorted(path.stem for path in SWEEP_CONFIGS) == sorted(counted)
 
 
-@pytest.mark.parametrize("path", SWEEP_CONFIGS, ids=lambda path: path.stem)
-def test_sweep_config_lists_valid_runs(path):
+@pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
+def test_sweep_config_lists_valid_runs(name):
     """What `sweep.py --dry_run` does, plus validating each run's resolved config."""
-    sweep_config = grid.load_config_file(path)
+    stem, _, arg = name.partition(":")
+    path = REPO_ROOT / "configs" / "sweeps" / f"{stem}.py"
+    sweep_config = grid.load_config_file(f"{path}:{arg}" if arg else path)
     runs = grid.expand_grid(sweep_config)
-    assert len(runs) == EXPECTED_RUNS[path.stem]
+    assert len(runs) == EXPECTED_RUNS[name]
     for run in runs:
         config = grid.resolve_config(sweep_config.base_config, run.overrides)
         config_validation.validate(config, num_devices=1)
