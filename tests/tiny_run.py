@@ -93,5 +93,10 @@ def without_timing(history):
 
 
 def comparable_summary(summary):
-    # Other work may commit to the repository between two runs of a test.
-    return {k: v for k, v in summary.items() if k not in ("wall_seconds", "git_commit")}
+    # Other work may commit to the repository between two runs of a test, and
+    # the environment names the process and device counts of each launch.
+    return {
+        k: v
+        for k, v in summary.items()
+        if k not in ("wall_seconds", "git_commit", "environment")
+    }
