@@ -32,6 +32,9 @@ import numpy as np
 
 # Written by training (train.py, input_pipeline.py).
 METRICS_FILE = "metrics.jsonl"
+# The metrics.jsonl fields that time the run rather than measure the model:
+# they differ between any two runs.
+TIMING_METRICS = ("images_per_second", "elapsed_seconds")
 SUMMARY_FILE = "summary.json"
 LABELS_FILE = "labels.npz"
 CHECKPOINT_DIR = "checkpoints"
