@@ -230,9 +230,11 @@ def _run(config) -> int:
     report.write_report(_WORKDIR.value)
     if config.get("compare_with"):  # e.g. the demo: how it compares with results/
         try:
-            compare.print_comparison(_WORKDIR.value, config.compare_with)
+            compare.print_comparison(
+                _WORKDIR.value, config.compare_with, committed_flag="compare_with"
+            )
         except compare.CompareError as error:
-            raise _UsageError(f"config.compare_with: {error}") from None
+            raise _UsageError(str(error)) from None
     return 0 if outcome.ok else 1
 
 

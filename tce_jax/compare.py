@@ -334,14 +334,24 @@ def format_comparison(
     return "\n".join(lines) + "\n"
 
 
-def print_comparison(rerun: str | pathlib.Path, committed: str | pathlib.Path) -> None:
-    """Compares and prints (what sweep.py calls after a sweep with compare_with)."""
+def print_comparison(
+    rerun: str | pathlib.Path,
+    committed: str | pathlib.Path,
+    *,
+    committed_flag: str = "--committed",
+) -> None:
+    """Compares and prints; what sweep.py calls for a sweep config with compare_with.
+
+    Raises:
+      CompareError: a directory is missing, or the committed one has no
+        finished runs; the message names ``--rerun`` or ``committed_flag``.
+    """
     rerun_dir = resolve_results_dir(rerun, "--rerun")
-    committed_dir = resolve_results_dir(committed, "--committed")
+    committed_dir = resolve_results_dir(committed, committed_flag)
     if not _finished_rows(committed_dir):
         raise CompareError(
-            f"--committed={committed}: no finished runs there; allowed: a sweep "
-            "or run directory with summary.json files"
+            f"{committed_flag}={committed}: no finished runs there; allowed: a "
+            "sweep or run directory with summary.json files"
         )
     print(format_comparison(compare(rerun_dir, committed_dir), committed_dir), end="")
 
