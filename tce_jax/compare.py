@@ -279,14 +279,19 @@ def _machine_text(comparison: RunComparison) -> str:
             + ", ".join(comparison.machine_differences)
             + ")"
         )
-    return "unknown machine (the committed runs do not record theirs)"
+    if comparison.identical:
+        return "the committed runs do not record their machine"
+    return (
+        "unknown machine: the committed runs do not record theirs (most likely "
+        "another machine type)"
+    )
 
 
 def format_comparison(
-    comparisons: Sequence[RunComparison], committed_dir: pathlib.Path
+    comparisons: Sequence[RunComparison], committed_name: str | pathlib.Path
 ) -> str:
-    """The comparison as a few lines per run, then one line of totals."""
-    lines = [f"Compared with the committed runs in {committed_dir}:"]
+    """The comparison as a few lines per run, then the totals and the machines."""
+    lines = [f"Compared with the committed runs in {committed_name}:"]
     if not comparisons:
         lines.append("  no finished runs to compare")
     for comparison in comparisons:
@@ -353,7 +358,7 @@ def print_comparison(
             f"{committed_flag}={committed}: no finished runs there; allowed: a "
             "sweep or run directory with summary.json files"
         )
-    print(format_comparison(compare(rerun_dir, committed_dir), committed_dir), end="")
+    print(format_comparison(compare(rerun_dir, committed_dir), committed), end="")
 
 
 def main(argv: Sequence[str]) -> int:

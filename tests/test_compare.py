@@ -68,6 +68,14 @@ def write_run(root, seed, final, selected, memorized, *, environment=None, **con
     return run_dir
 
 
+def record_machine(root, environment):
+    """Gives every run under root the environment record of a newer run."""
+    for path in root.rglob(run_files.SUMMARY_FILE):
+        summary = json.loads(path.read_text())
+        summary[run_files.ENVIRONMENT_KEY] = environment
+        run_files.write_summary(path.parent, summary)
+
+
 @pytest.fixture
 def committed(tmp_path):
     root = tmp_path / "committed"
@@ -98,11 +106,9 @@ def test_a_copy_is_identical_and_the_unrecorded_machine_is_unknown(committed, tm
 
 def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path):
     here = run_environment.collect()
-    elsewhere = dict(here, cpu_model="Other CPU", isa_features=["avx", "avx2"])
-    for run_dir in committed.rglob(run_files.SUMMARY_FILE):
-        summary = json.loads(run_dir.read_text())
-        summary[run_files.ENVIRONMENT_KEY] = elsewhere
-        run_files.write_summary(run_dir.parent, summary)
+    record_machine(
+        committed, dict(here, cpu_model="Other CPU", isa_features=["avx", "avx2"])
+    )
     # Final accuracy inside the committed range, selected above it.
     write_run(tmp_path / "rerun", 0, 0.615, 0.72, 0.47, environment=here)
     (comparison,) = compare.compare(tmp_path / "rerun", committed)
@@ -134,10 +140,7 @@ def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path)
 
 def test_a_difference_on_the_same_machine_points_at_the_code(committed, tmp_path):
     here = run_environment.collect()
-    for run_dir in committed.rglob(run_files.SUMMARY_FILE):
-        summary = json.loads(run_dir.read_text())
-        summary[run_files.ENVIRONMENT_KEY] = here
-        run_files.write_summary(run_dir.parent, summary)
+    record_machine(committed, here)
     write_run(tmp_path / "rerun", 1, 0.62, 0.67, 0.47, environment=here)
     (comparison,) = compare.compare(tmp_path / "rerun", committed)
     assert (comparison.identical, comparison.machine) == (False, "same")
