@@ -100,6 +100,7 @@ class RunComparison:
       committed_seeds: the seeds of the committed runs of the same cell.
       identical: equal to the committed run of its seed in every number; None
         when there is no such run.
+      difference: where the two first differ (``first_difference``), if they do.
       machine: "same", "different" or "unknown".
       machine_differences: the signature fields that differ ("different").
       rerun_machine, committed_machine: one-line descriptions (None: unknown).
@@ -109,6 +110,7 @@ class RunComparison:
     run: str
     committed_seeds: tuple[int, ...]
     identical: bool | None
+    difference: str | None
     machine: str
     machine_differences: tuple[str, ...]
     rerun_machine: str | None
@@ -158,32 +160,32 @@ def _model_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
     ]
 
 
-def _agree(record: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Equal wherever both recorded a value (None: not evaluated that epoch)."""
-    return record.keys() == other.keys() and all(
-        record[key] == other[key]
-        for key in record
-        if record[key] is not None and other[key] is not None
-    )
+def first_difference(run_dir: pathlib.Path, other_dir: pathlib.Path) -> str | None:
+    """Where two runs' numbers first differ, or None if they agree wherever both
+    have one.
 
-
-def same_numbers(run_dir: pathlib.Path, other_dir: pathlib.Path) -> bool:
-    """Whether two runs have exactly the same numbers wherever both have one.
-
-    Every per-epoch metric but the timings, where both runs evaluated it (a
-    run may test fewer epochs, ``test_eval_every_epochs``), and the summary
-    numbers. ``best_test_accuracy`` is left out: it is the highest of the
-    tested epochs, so it follows from the metrics and the test schedule.
+    Compared: every per-epoch metric but the timings, where both runs
+    evaluated it (a run may test fewer epochs, ``test_eval_every_epochs``),
+    then the summary numbers. ``best_test_accuracy`` is left out: it is the
+    highest of the tested epochs, so it follows from the metrics and the test
+    schedule.
     """
     metrics = [_model_metrics(d) for d in (run_dir, other_dir)]
+    if len(metrics[0]) != len(metrics[1]):
+        return f"{len(metrics[0])} epochs here, {len(metrics[1])} committed"
+    for record, other in zip(*metrics, strict=True):
+        for key in sorted(record.keys() | other.keys()):
+            here, there = record.get(key), other.get(key)
+            if here is not None and there is not None and here != there:
+                return (
+                    f"epoch {record['epoch']} {key}: {here!r} here, {there!r} committed"
+                )
     summaries = [run_files.read_summary(d) for d in (run_dir, other_dir)]
-    return (
-        len(metrics[0]) == len(metrics[1])
-        and all(_agree(a, b) for a, b in zip(*metrics, strict=True))
-        and all(
-            summaries[0].get(key) == summaries[1].get(key) for key in SUMMARY_NUMBERS
-        )
-    )
+    for key in SUMMARY_NUMBERS:
+        here, there = summaries[0].get(key), summaries[1].get(key)
+        if here != there:
+            return f"summary {key}: {here!r} here, {there!r} committed"
+    return None
 
 
 def _machine(
@@ -217,8 +219,10 @@ def compare(
         config = _training_config(summary)
         cell = [(c, s) for c, s, other in committed if same_cell(config, other)]
         twins = [c for c, _ in cell if c["seed"] == row["seed"]]
-        identical = (
-            same_numbers(run_dir, committed_dir / twins[0]["run"]) if twins else None
+        difference = (
+            first_difference(run_dir, committed_dir / twins[0]["run"])
+            if twins
+            else None
         )
         environment = summary.get(run_files.ENVIRONMENT_KEY)
         committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s in cell]
@@ -241,7 +245,8 @@ def compare(
             RunComparison(
                 run=row["run"],
                 committed_seeds=tuple(sorted(c["seed"] for c, _ in cell)),
-                identical=identical,
+                identical=(difference is None) if twins else None,
+                difference=difference,
                 machine=machine,
                 machine_differences=differing,
                 rerun_machine=environment and run_environment.describe(environment),
@@ -318,6 +323,8 @@ def format_comparison(
                 else "like another seed, partly outside the committed seeds' range"
             )
         lines.append(head + verdict)
+        if comparison.difference:
+            lines.append(f"    first difference: {comparison.difference}")
         lines += [_spread_line(spread) for spread in comparison.spreads]
     identical = sum(bool(c.identical) for c in comparisons)
     spreads = [s for c in comparisons if not c.identical for s in c.spreads]

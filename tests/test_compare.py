@@ -113,6 +113,7 @@ def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path)
     write_run(tmp_path / "rerun", 0, 0.615, 0.72, 0.47, environment=here)
     (comparison,) = compare.compare(tmp_path / "rerun", committed)
     assert comparison.identical is False
+    assert comparison.difference == ("epoch 1 test_accuracy: 0.72 here, 0.66 committed")
     assert comparison.machine == "different"
     assert comparison.machine_differences == ("cpu_model", "isa_features")
     final, selected, memorized = comparison.spreads
@@ -179,10 +180,13 @@ def test_epochs_tested_by_one_run_only_are_not_differences(committed, tmp_path):
     summary = run_files.read_summary(run_dir)
     summary["best_test_accuracy"] = 0.1
     run_files.write_summary(run_dir, summary)
-    assert compare.same_numbers(run_dir, committed / run_dir.relative_to(rerun))
+    twin = committed / run_dir.relative_to(rerun)
+    assert compare.first_difference(run_dir, twin) is None
     history[1]["train_clean_accuracy"] = 0.81
     run_files.write_metrics(run_dir, history)
-    assert not compare.same_numbers(run_dir, committed / run_dir.relative_to(rerun))
+    assert compare.first_difference(run_dir, twin) == (
+        "epoch 2 train_clean_accuracy: 0.81 here, 0.8 committed"
+    )
 
 
 def _compare_cli(*args):
