@@ -218,14 +218,16 @@ def compare(
         summary = run_files.read_summary(run_dir)
         config = _training_config(summary)
         cell = [(c, s) for c, s, other in committed if same_cell(config, other)]
-        twins = [c for c, _ in cell if c["seed"] == row["seed"]]
+        twins = [(c, s) for c, s in cell if c["seed"] == row["seed"]]
         difference = (
-            first_difference(run_dir, committed_dir / twins[0]["run"])
+            first_difference(run_dir, committed_dir / twins[0][0]["run"])
             if twins
             else None
         )
         environment = summary.get(run_files.ENVIRONMENT_KEY)
-        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s in cell]
+        # The machine of the twin decides whether a difference is expected;
+        # without one, those of the seeds it is set against.
+        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s in twins or cell]
         machine, differing = _machine(environment, committed_envs)
         known = [env for env in committed_envs if env is not None]
         spreads = []

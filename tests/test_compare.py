@@ -141,7 +141,10 @@ def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path)
 
 def test_a_difference_on_the_same_machine_points_at_the_code(committed, tmp_path):
     here = run_environment.collect()
-    record_machine(committed, here)
+    # The twin (seed 1) was made here, the other seeds elsewhere: the twin's
+    # machine is what makes a difference unexpected.
+    record_machine(committed, dict(here, cpu_model="Other CPU"))
+    record_machine(committed / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed1", here)
     write_run(tmp_path / "rerun", 1, 0.62, 0.67, 0.47, environment=here)
     (comparison,) = compare.compare(tmp_path / "rerun", committed)
     assert (comparison.identical, comparison.machine) == (False, "same")
