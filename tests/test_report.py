@@ -125,3 +125,18 @@ def test_committed_reports_regenerate_identically():
         tables = report.markdown_tables(report.collect(results_dir))
         committed = (results_dir / report.REPORT_DIR / "results.md").read_text()
         assert committed == f"# Results of results/{results_dir.name}\n\n{tables}"
+
+
+def test_report_warns_when_runs_come_from_several_machine_types(sweep_dir, caplog):
+    # Every run has no record (one unknown machine): no warning.
+    with caplog.at_level("WARNING"):
+        report.write_report(sweep_dir)
+    assert "machine types" not in caplog.text
+    run_dir = sweep_dir / "fashion_mnist/symmetric-0.4/ce/seed1"
+    summary = run_files.read_summary(run_dir)
+    summary[run_files.ENVIRONMENT_KEY] = {"machine_signature": "abc123"}
+    run_files.write_summary(run_dir, summary)
+    with caplog.at_level("WARNING"):
+        report.write_report(sweep_dir)
+    assert "were made on 2 machine types or software stacks" in caplog.text
+    assert "abc123: 1 run(s), e.g. fashion_mnist/symmetric-0.4/ce/seed1" in caplog.text
