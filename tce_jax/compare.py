@@ -39,7 +39,7 @@ from typing import Any
 from absl import app, flags
 from flax import traverse_util
 
-from tce_jax import report, run_environment, run_files
+from tce_jax import report_tables, run_environment, run_files
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -132,10 +132,10 @@ def resolve_results_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
 def _finished_rows(root: pathlib.Path) -> list[dict[str, Any]]:
     """report rows of the finished runs under root (a sweep dir or one run dir)."""
     if run_files.read_summary(root) is not None:
-        rows = [report.load_run(root.parent, root.name)]
+        rows = [report_tables.load_run(root.parent, root.name)]
     else:
-        rows = report.collect(root)
-    return [row for row in rows if row["status"] == report.FINISHED]
+        rows = report_tables.collect(root)
+    return [row for row in rows if row["status"] == run_files.FINISHED]
 
 
 def _training_config(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def compare(
                 or (key == "memorized_fraction" and not row["noise_rate"])
             ):
                 continue
-            mean, std, n = report.mean_std(values)
+            mean, std, n = report_tables.mean_std(values)
             spreads.append(
                 Spread(label, row[key], mean, std, min(values), max(values), n)
             )

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tce_jax import compare, run_environment, run_files, sweep
+from tce_jax import compare, grid, run_environment, run_files
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = {
@@ -229,12 +229,12 @@ def test_bad_input_gets_one_line(args, expected):
 
 def test_the_demo_runs_are_cells_of_the_grid_it_compares_with():
     """Same config as committed runs, so on their machine type bit-identical."""
-    demo = sweep.load_config_file(REPO_ROOT / "configs/sweeps/demo.py")
+    demo = grid.load_config_file(REPO_ROOT / "configs/sweeps/demo.py")
     committed = REPO_ROOT / demo.compare_with
-    for run in sweep.expand_grid(demo):
+    for run in grid.expand_grid(demo):
         # As summary.json keeps it (JSON: tuples become lists).
         config = json.loads(
-            sweep.resolve_config(demo.base_config, run.overrides).to_json()
+            grid.resolve_config(demo.base_config, run.overrides).to_json()
         )
         committed_config = run_files.read_summary(committed / run.rel_dir)["config"]
         assert compare.same_cell(

@@ -5,9 +5,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from report_fakes import write_run
 
-from tce_jax import report, report_tables
+from tce_jax import report, report_tables, run_files
 
 
 def test_write_report_writes_csv_markdown_and_plots(sweep_dir, capsys):
@@ -62,8 +63,10 @@ def test_report_of_a_missing_directory_is_one_line_and_creates_nothing(tmp_path)
 
 
 def test_differences_to_ce_are_paired_by_seed_from_unrounded_values(sweep_dir):
-    rows = report.collect(sweep_dir)
-    assert report.difference_table([r for r in rows if r["status"] == "finished"]) == [
+    rows = report_tables.collect(sweep_dir)
+    assert report_tables.difference_table(
+        [r for r in rows if r["status"] == "finished"]
+    ) == [
         "| loss | 0 | 0.4 |",
         "|---|---|---|",
         # Final: 0.9 - 0.9, 0.9 - 0.92; selected (noisy-val epochs) likewise.
@@ -78,8 +81,8 @@ def test_differences_to_ce_are_paired_by_seed_from_unrounded_values(sweep_dir):
     for seed, (ce, tce) in enumerate([(0.5004, 0.5333), (0.6004, 0.6333)]):
         write_run(sweep_dir, rate=0.2, seed=seed, test=[ce], val=[0.5])
         write_run(sweep_dir, loss="gce", rate=0.2, seed=seed, test=[tce], val=[0.5])
-    rows = [r for r in report.collect(sweep_dir) if r["noise_rate"] == 0.2]
-    (line,) = [line for line in report.difference_table(rows) if "gce" in line]
+    rows = [r for r in report_tables.collect(sweep_dir) if r["noise_rate"] == 0.2]
+    (line,) = [line for line in report_tables.difference_table(rows) if "gce" in line]
     assert line == "| gce | +3.29 [+3.3 +3.3] / +3.29 [+3.3 +3.3] |"
 
 
@@ -89,11 +92,11 @@ def test_update_readme_rewrites_only_the_generated_block(sweep_dir):
     with pytest.raises(ValueError, match="no generated block"):
         report.update_readme(sweep_dir)
     readme.write_text(
-        f"# Title\n\nbefore\n\n{report.README_BEGIN}\nstale\n{report.README_END}\n"
-        "\nafter\n"
+        f"# Title\n\nbefore\n\n{report_tables.README_BEGIN}\nstale\n"
+        f"{report_tables.README_END}\n\nafter\n"
     )
     report.update_readme(sweep_dir)
-    block = report.readme_block(report.collect(sweep_dir))
+    block = report_tables.readme_block(report_tables.collect(sweep_dir))
     assert readme.read_text() == f"# Title\n\nbefore\n\n{block}\n\nafter\n"
     assert "| tce-alpha0.01 | -1.00 [+0.0 -2.0]" in block
 
@@ -106,23 +109,23 @@ COMMITTED_RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
     sorted(
         path.parent
         for path in COMMITTED_RESULTS.glob("*/README.md")
-        if report.README_BEGIN in path.read_text()
+        if report_tables.README_BEGIN in path.read_text()
     ),
     ids=lambda path: path.name,
 )
 def test_results_readmes_include_the_tables_their_runs_give(results_dir):
     """The generated blocks match the committed runs: no table is retyped."""
     text = (results_dir / "README.md").read_text()
-    begin = text.index(report.README_BEGIN)
-    end = text.index(report.README_END) + len(report.README_END)
-    assert text[begin:end] == report.readme_block(report.collect(results_dir)), (
-        f"run: python3 -m tce_jax.report --sweep_dir={results_dir} --update_readme"
-    )
+    begin = text.index(report_tables.README_BEGIN)
+    end = text.index(report_tables.README_END) + len(report_tables.README_END)
+    assert text[begin:end] == report_tables.readme_block(
+        report_tables.collect(results_dir)
+    ), f"run: python3 -m tce_jax.report --sweep_dir={results_dir} --update_readme"
 
 
 def test_committed_reports_regenerate_identically():
     for results_dir in sorted(COMMITTED_RESULTS.iterdir()):
-        tables = report.markdown_tables(report.collect(results_dir))
+        tables = report_tables.markdown_tables(report_tables.collect(results_dir))
         committed = (results_dir / report.REPORT_DIR / "results.md").read_text()
         assert committed == f"# Results of results/{results_dir.name}\n\n{tables}"
 
