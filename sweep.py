@@ -26,7 +26,9 @@ wait and report). `submitit_local` is the slurm path on submitit's local
 executor, every run at once on this machine (tests and debugging). The SLURM
 settings come from the --slurm_* flags or from a `slurm` dict in the sweep
 config (keys: partition, time_min, cpus_per_task, gpus_per_task,
-array_parallelism, parameters); flags win.
+array_parallelism, parameters); flags win. A sweep config with
+`compare_with` (a committed results directory, as the demo's) ends by comparing
+its runs with those (`tce_jax.compare`).
 """
 
 import os
@@ -37,6 +39,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tce_jax import (
+    compare,
     config_validation,
     grid,
     local_executor,
@@ -225,6 +228,13 @@ def _run(config) -> int:
             )
             return 0
     report.write_report(_WORKDIR.value)
+    if config.get("compare_with"):  # e.g. the demo: how it compares with results/
+        try:
+            compare.print_comparison(
+                _WORKDIR.value, config.compare_with, committed_flag="compare_with"
+            )
+        except compare.CompareError as error:
+            raise _UsageError(str(error)) from None
     return 0 if outcome.ok else 1
 
 

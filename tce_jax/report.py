@@ -1,6 +1,7 @@
 """Tables and plots of a sweep: results.csv, results.md and PNG figures.
 
     python3 -m tce_jax.report --sweep_dir=runs/demo [--curves_per_seed]
+    python3 -m tce_jax.report --sweep_dir=results/NAME --update_readme
 
 Reads every run dir under the sweep dir (``run_files``: run.json from the
 sweep, metrics.jsonl and summary.json from training, the training predictions
@@ -29,10 +30,15 @@ for the gradient weights) and writes into <sweep_dir>/report:
   several TCE alphas were run, accuracy_vs_alpha_*.png.
 
 Tables: ``report_tables`` (no matplotlib); plots: ``report_plots``.
+
+With ``--update_readme`` it only rewrites the generated block of
+<sweep_dir>/README.md (``report_tables.readme_block``), so that a results
+README quotes the tables its runs give, never retyped ones.
 """
 
 from __future__ import annotations
 
+import collections
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -67,6 +73,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = report_tables.collect(sweep_dir)
     _warn_on_summary_mismatch(rows, sweep_dir)
+    _warn_on_mixed_machines(rows, sweep_dir)
     report_tables.write_csv(rows, out_dir / "results.csv")
     tables = report_tables.markdown_tables(rows)
     (out_dir / "results.md").write_text(f"# Results of {sweep_dir}\n\n{tables}")
@@ -98,6 +105,52 @@ def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
             )
 
 
+def update_readme(sweep_dir: str | pathlib.Path) -> pathlib.Path:
+    """Rewrites the generated block of <sweep_dir>/README.md (between markers).
+
+    Raises:
+      ValueError: the README has no (or a broken) generated block.
+    """
+    path = pathlib.Path(sweep_dir) / "README.md"
+    text = path.read_text()
+    begin, end = (
+        text.find(report_tables.README_BEGIN),
+        text.find(report_tables.README_END),
+    )
+    if begin < 0 or end < begin:
+        raise ValueError(
+            f"{path}: no generated block; add the two marker lines "
+            f"{report_tables.README_BEGIN!r} and {report_tables.README_END!r} where it "
+            "belongs"
+        )
+    block = report_tables.readme_block(report_tables.collect(sweep_dir))
+    path.write_text(text[:begin] + block + text[end + len(report_tables.README_END) :])
+    return path
+
+
+def _warn_on_mixed_machines(rows, sweep_dir: pathlib.Path) -> None:
+    """Flags a sweep whose finished runs were made on several machine types:
+    their numbers differ like seeds', so no table cell compares them digit by
+    digit (runs that predate the record count as one unknown machine)."""
+    runs_by_machine = collections.defaultdict(list)
+    for row in rows:
+        if row["status"] == FINISHED:
+            summary = run_files.read_summary(sweep_dir / row["run"])
+            environment = summary.get(run_files.ENVIRONMENT_KEY) or {}
+            runs_by_machine[environment.get("machine_signature")].append(row["run"])
+    if len(runs_by_machine) > 1:
+        logging.warning(
+            "%s: the runs were made on %d machine types or software stacks (%s); "
+            "compare them as seeds, not digit by digit",
+            sweep_dir,
+            len(runs_by_machine),
+            "; ".join(
+                f"{signature or 'not recorded'}: {len(runs)} run(s), e.g. {runs[0]}"
+                for signature, runs in runs_by_machine.items()
+            ),
+        )
+
+
 def main(argv: Sequence[str]) -> int:
     del argv
     sweep_dir = flags.FLAGS.sweep_dir
@@ -108,6 +161,13 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    if flags.FLAGS.update_readme:
+        try:
+            print(f"rewrote the generated block of {update_readme(sweep_dir)}")
+        except ValueError as error:
+            print(f"report: --update_readme: {error}", file=sys.stderr)
+            return 2
+        return 0
     write_report(sweep_dir, curves_per_seed=flags.FLAGS.curves_per_seed)
     return 0
 
@@ -122,5 +182,10 @@ if __name__ == "__main__":
         "curves_per_seed",
         False,
         "curves_*.png: one line per seed too, besides the mean and band over seeds.",
+    )
+    flags.DEFINE_bool(
+        "update_readme",
+        False,
+        "Only rewrite the generated headline tables of <sweep_dir>/README.md.",
     )
     app.run(main)

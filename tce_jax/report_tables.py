@@ -4,6 +4,8 @@ One row per run (``load_run``: its place in the grid, state, final and
 validation-selected accuracy, memorisation, CPU time), written as results.csv,
 and per dataset and noise kind the Markdown tables of results.md (mean ± sample
 std over seeds of the finished runs). What each table holds: ``report``.
+``readme_block`` is what a results README includes: the accuracy table and
+the paired difference of each loss to CE, from the unrounded accuracies.
 """
 
 from __future__ import annotations
@@ -164,42 +166,15 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     settings = group_by(finished, ("dataset", "noise_kind"))
     for (dataset, kind), setting_rows in settings.items():
         rates = sorted({row["noise_rate"] for row in setting_rows})
-        cells = group_by(setting_rows, ("loss", "noise_rate"))
-        header = "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |"
-        rule = "|---|" + "---|" * len(rates)
         lines += [
             f"### {dataset}, {kind} noise",
             "",
             "Test accuracy (%) at the final epoch / at the epoch of best noisy-"
             "validation accuracy; mean ± std over n seeds. Columns: noise rate.",
             "",
-            header,
-            rule,
+            *_accuracy_table(setting_rows),
         ]
-        loss_order = losses_in_order(setting_rows)
-        table = [
-            f"| {loss} | "
-            + " | ".join(_accuracy_cell(cells.get((loss, rate), [])) for rate in rates)
-            + " |"
-            for loss in loss_order
-        ]
-        chosen = group_by(choose_tce_alpha_on_validation(setting_rows), ("noise_rate",))
-        if chosen:
-            entries = []
-            for rate in rates:
-                cell = chosen.get((rate,), [])
-                alphas = collections.Counter(tce_alpha(row) for row in cell)
-                counts = ", ".join(f"{a:g} x{n}" for a, n in sorted(alphas.items()))
-                entries.append(_accuracy_cell(cell, f"; alpha {counts}"))
-            # Right below the TCE rows, which _loss_order puts after CE's.
-            loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
-            last_tce = max(
-                i for i, loss in enumerate(loss_order) if loss_names[loss] == "tce"
-            )
-            table.insert(
-                last_tce + 1, f"| {CHOSEN_ALPHA_ROW} | " + " | ".join(entries) + " |"
-            )
-        lines += table
+        cells = group_by(setting_rows, ("loss", "noise_rate"))
         noisy_rates = [rate for rate in rates if rate > 0]
         if noisy_rates:
             lines += _rate_table(
@@ -236,6 +211,134 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             "`python3 -m tce_jax.label_errors` reads them).\n",
         )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _accuracy_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Loss x noise-rate table of final / selected test accuracy (one setting),
+    with the chosen-alpha row right below the TCE rows."""
+    rates = sorted({row["noise_rate"] for row in setting_rows})
+    cells = group_by(setting_rows, ("loss", "noise_rate"))
+    loss_order = losses_in_order(setting_rows)
+    table = [
+        f"| {loss} | "
+        + " | ".join(_accuracy_cell(cells.get((loss, rate), [])) for rate in rates)
+        + " |"
+        for loss in loss_order
+    ]
+    chosen = group_by(choose_tce_alpha_on_validation(setting_rows), ("noise_rate",))
+    if chosen:
+        entries = []
+        for rate in rates:
+            cell = chosen.get((rate,), [])
+            alphas = collections.Counter(tce_alpha(row) for row in cell)
+            counts = ", ".join(f"{a:g} x{n}" for a, n in sorted(alphas.items()))
+            entries.append(_accuracy_cell(cell, f"; alpha {counts}"))
+        table.insert(
+            _last_tce_index(setting_rows, loss_order) + 1,
+            f"| {CHOSEN_ALPHA_ROW} | " + " | ".join(entries) + " |",
+        )
+    header = "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |"
+    return [header, "|---|" + "---|" * len(rates), *table]
+
+
+def _last_tce_index(setting_rows, loss_order: Sequence[str]) -> int:
+    """Where the TCE rows end in loss_order (which puts them right after CE's)."""
+    loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
+    return max(i for i, loss in enumerate(loss_order) if loss_names[loss] == "tce")
+
+
+def _signed_points(fractions: Sequence[float], digits: int) -> str:
+    return " ".join(f"{100 * value:+.{digits}f}" for value in fractions)
+
+
+def difference_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Each loss minus CE, paired by seed, in points: final / selected epoch.
+
+    Runs of one seed share data, noise and validation split across losses, so
+    the difference is taken seed by seed, from the unrounded accuracies; each
+    cell is the mean difference (two decimals) and, in brackets, every seed's.
+    Empty without CE runs.
+    """
+    rates = sorted({row["noise_rate"] for row in setting_rows})
+    by_seed = {
+        (row["loss"], row["noise_rate"], row["seed"]): row for row in setting_rows
+    }
+    for row in choose_tce_alpha_on_validation(setting_rows):
+        by_seed[(CHOSEN_ALPHA_ROW, row["noise_rate"], row["seed"])] = row
+    reference = {
+        key[1:]: row for key, row in by_seed.items() if row["loss_name"] == "ce"
+    }
+    if not reference:
+        return []
+    loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
+    loss_order = [
+        loss for loss in losses_in_order(setting_rows) if loss_names[loss] != "ce"
+    ]
+    if any(key[0] == CHOSEN_ALPHA_ROW for key in by_seed):
+        loss_order.insert(
+            _last_tce_index(setting_rows, loss_order) + 1, CHOSEN_ALPHA_ROW
+        )
+    lines = [
+        "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for loss in loss_order:
+        entries = []
+        for rate in rates:
+            pairs = [
+                (row, reference[(rate, seed)])
+                for (name, row_rate, seed), row in sorted(by_seed.items())
+                if name == loss and row_rate == rate and (rate, seed) in reference
+            ]
+            if not pairs:
+                entries.append("–")
+                continue
+            texts = []
+            for key in ("final_test_accuracy", "best_val_test_accuracy"):
+                differences = [row[key] - ref[key] for row, ref in pairs]
+                texts.append(
+                    f"{_signed_points([float(np.mean(differences))], 2)} "
+                    f"[{_signed_points(differences, 1)}]"
+                )
+            entries.append(" / ".join(texts))
+        lines.append(f"| {loss} | " + " | ".join(entries) + " |")
+    return lines
+
+
+README_BEGIN = (
+    "<!-- generated by `python3 -m tce_jax.report --sweep_dir=DIR "
+    "--update_readme`; edit the report code, not this block -->"
+)
+README_END = "<!-- end of generated block -->"
+
+
+def readme_block(rows: Sequence[dict[str, Any]]) -> str:
+    """The headline tables a results README includes: per setting, test
+    accuracy and the paired difference to CE, both from the finished runs."""
+    finished = [row for row in rows if row["status"] == FINISHED]
+    lines = [README_BEGIN]
+    for (dataset, kind), setting_rows in group_by(
+        finished, ("dataset", "noise_kind")
+    ).items():
+        lines += [
+            "",
+            f"**{dataset}, {kind} noise.** Test accuracy (%) at the final epoch / "
+            "at the epoch of best noisy-validation accuracy; mean ± std over n "
+            "seeds. Columns: noise rate.",
+            "",
+            *_accuracy_table(setting_rows),
+        ]
+        differences = difference_table(setting_rows)
+        if differences:
+            lines += [
+                "",
+                "Difference to CE in points, paired by seed (same data, noise and "
+                "validation split), final epoch / selected epoch: mean of the "
+                "unrounded differences [each seed's].",
+                "",
+                *differences,
+            ]
+    return "\n".join([*lines, "", README_END])
 
 
 def _accuracy_cell(cell: Sequence[dict[str, Any]], note: str = "") -> str:

@@ -32,6 +32,9 @@ import numpy as np
 
 # Written by training (train.py, input_pipeline.py).
 METRICS_FILE = "metrics.jsonl"
+# The metrics.jsonl fields that time the run rather than measure the model:
+# they differ between any two runs.
+TIMING_METRICS = ("images_per_second", "elapsed_seconds")
 SUMMARY_FILE = "summary.json"
 LABELS_FILE = "labels.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -45,6 +48,9 @@ TIMING_FILE = "timing.jsonl"
 HEARTBEAT_FILE = "heartbeat"
 # The cluster job of a run submitted by the slurm executor (tce_jax.slurm).
 JOB_FILE = "job.json"
+# The key under which run.json and summary.json keep where the run ran
+# (tce_jax.run_environment).
+ENVIRONMENT_KEY = "environment"
 # In the sweep directory.
 SWEEP_INFO_FILE = "sweep.json"
 # submitit's job scripts and logs (the slurm executor, tce_jax.slurm).
@@ -163,6 +169,21 @@ def write_job(run_dir: PathLike, *, cluster: str, job_id: str, folder: str) -> N
     ("slurm" or "local"), job id and job folder."""
     record = {"cluster": cluster, "job_id": job_id, "folder": folder}
     write_text_atomically(pathlib.Path(run_dir, JOB_FILE), json.dumps(record) + "\n")
+
+
+def record_environment(run_dir: PathLike, environment: Mapping[str, Any]) -> None:
+    """Adds where the run runs to the run.json a sweep wrote (no run.json: no-op).
+
+    run.json places the run in its grid; a run launched on its own has none,
+    and its summary.json keeps the environment instead.
+    """
+    path = pathlib.Path(run_dir, RUN_INFO_FILE)
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    info[ENVIRONMENT_KEY] = dict(environment)
+    write_text_atomically(path, json.dumps(info, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------

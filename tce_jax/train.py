@@ -16,7 +16,10 @@ writes into ``workdir``:
   without compilation); ``elapsed_seconds`` is the training time so far,
   summed over launches;
 * ``summary.json``: final and best-noisy-validation figures, config, commit
-  (``wall_seconds`` is the wall time of the launch that wrote it);
+  and ``environment``, where the run ran (``run_environment``; also added to
+  a sweep's ``run.json`` when the launch starts, and to the TensorBoard
+  hparams); ``wall_seconds`` and ``environment`` are those of the launch that
+  wrote it;
 * ``train_predictions.npz``: per-example eval-mode predictions on the train
   split after the last epoch (every class's probability, ``save_predictions``),
   and ``train_predictions_best_val.npz`` the same at the epoch selected on
@@ -75,6 +78,7 @@ from tce_jax import (
     input_pipeline,
     losses,
     models,
+    run_environment,
     run_files,
 )
 from tce_jax.dataset_info import DATASETS
@@ -394,6 +398,7 @@ def summarize(
     realised_noise_rate: float,
     wall_seconds: float,
     commit: str | None,
+    environment: dict[str, Any],
 ) -> dict[str, Any]:
     """The run's summary.json content.
 
@@ -416,6 +421,7 @@ def summarize(
         "config": config.to_dict(),
         "git_commit": commit,
         "wall_seconds": wall_seconds,
+        run_files.ENVIRONMENT_KEY: environment,
     }
     best = select_on_validation(history)
     if best is not None:
@@ -533,16 +539,13 @@ def train_and_evaluate(
     if mesh is None:
         mesh = jax.make_mesh((jax.device_count(),), ("data",))
     config_validation.validate(config, num_devices=mesh.size)
-    logging.info(
-        "JAX %s, %d process(es), %d device(s): %s",
-        jax.__version__,
-        jax.process_count(),
-        mesh.size,
-        mesh.devices.flat[0].platform,
-    )
+    # Where this launch runs: XLA's numbers depend on it (run_environment).
+    environment = run_environment.collect(mesh.devices.flat)
+    logging.info("running on %s", run_environment.describe(environment))
     is_writer = jax.process_index() == 0
     if is_writer:
         os.makedirs(workdir, exist_ok=True)
+        run_files.record_environment(workdir, environment)
 
     datasets = input_pipeline.create_datasets(config, mesh=mesh, workdir=workdir)
     config_validation.check_batch_fits(config.batch_size, datasets.num_train)
@@ -596,7 +599,9 @@ def train_and_evaluate(
 
     writer = _create_writer(workdir, is_writer=is_writer)
     if start_epoch == 0:
-        writer.write_hparams(_flat_hparams(config))
+        writer.write_hparams(
+            _flat_hparams(config) | run_environment.tensorboard_hparams(environment)
+        )
     total_steps = config.num_epochs * steps_per_epoch
     progress = _StepProgress(
         total_steps=total_steps,
@@ -663,6 +668,7 @@ def train_and_evaluate(
         realised_noise_rate=datasets.realised_noise_rate,
         wall_seconds=time.perf_counter() - wall_start,
         commit=commit,
+        environment=environment,
     )
     _save_run_predictions(
         workdir,

@@ -5,9 +5,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from report_fakes import write_run
 
-from tce_jax import report, report_tables
+from tce_jax import report, report_tables, run_files
 
 
 def test_write_report_writes_csv_markdown_and_plots(sweep_dir, capsys):
@@ -59,3 +60,86 @@ def test_report_of_a_missing_directory_is_one_line_and_creates_nothing(tmp_path)
         "directory (the --workdir of sweep.py)"
     )
     assert not missing.exists()
+
+
+def test_differences_to_ce_are_paired_by_seed_from_unrounded_values(sweep_dir):
+    rows = report_tables.collect(sweep_dir)
+    assert report_tables.difference_table(
+        [r for r in rows if r["status"] == "finished"]
+    ) == [
+        "| loss | 0 | 0.4 |",
+        "|---|---|---|",
+        # Final: 0.9 - 0.9, 0.9 - 0.92; selected (noisy-val epochs) likewise.
+        "| tce-alpha0.01 | -1.00 [+0.0 -2.0] / -1.00 [+0.0 -2.0] "
+        # Final: 0.8 - 0.4, 0.8 - 0.6; selected: 0.8 - 0.6, 0.8 - 0.7.
+        "| +30.00 [+40.0 +20.0] / +15.00 [+20.0 +10.0] |",
+        "| TCE, alpha chosen on noisy validation | -1.00 [+0.0 -2.0] / -1.00 "
+        "[+0.0 -2.0] | +30.00 [+40.0 +20.0] / +15.00 [+20.0 +10.0] |",
+    ]
+    # Means 55.04 and 58.33 round to 55.0 and 58.3 (3.3 apart); the paired
+    # difference of the unrounded values is 3.29.
+    for seed, (ce, tce) in enumerate([(0.5004, 0.5333), (0.6004, 0.6333)]):
+        write_run(sweep_dir, rate=0.2, seed=seed, test=[ce], val=[0.5])
+        write_run(sweep_dir, loss="gce", rate=0.2, seed=seed, test=[tce], val=[0.5])
+    rows = [r for r in report_tables.collect(sweep_dir) if r["noise_rate"] == 0.2]
+    (line,) = [line for line in report_tables.difference_table(rows) if "gce" in line]
+    assert line == "| gce | +3.29 [+3.3 +3.3] / +3.29 [+3.3 +3.3] |"
+
+
+def test_update_readme_rewrites_only_the_generated_block(sweep_dir):
+    readme = sweep_dir / "README.md"
+    readme.write_text("no block here\n")
+    with pytest.raises(ValueError, match="no generated block"):
+        report.update_readme(sweep_dir)
+    readme.write_text(
+        f"# Title\n\nbefore\n\n{report_tables.README_BEGIN}\nstale\n"
+        f"{report_tables.README_END}\n\nafter\n"
+    )
+    report.update_readme(sweep_dir)
+    block = report_tables.readme_block(report_tables.collect(sweep_dir))
+    assert readme.read_text() == f"# Title\n\nbefore\n\n{block}\n\nafter\n"
+    assert "| tce-alpha0.01 | -1.00 [+0.0 -2.0]" in block
+
+
+COMMITTED_RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize(
+    "results_dir",
+    sorted(
+        path.parent
+        for path in COMMITTED_RESULTS.glob("*/README.md")
+        if report_tables.README_BEGIN in path.read_text()
+    ),
+    ids=lambda path: path.name,
+)
+def test_results_readmes_include_the_tables_their_runs_give(results_dir):
+    """The generated blocks match the committed runs: no table is retyped."""
+    text = (results_dir / "README.md").read_text()
+    begin = text.index(report_tables.README_BEGIN)
+    end = text.index(report_tables.README_END) + len(report_tables.README_END)
+    assert text[begin:end] == report_tables.readme_block(
+        report_tables.collect(results_dir)
+    ), f"run: python3 -m tce_jax.report --sweep_dir={results_dir} --update_readme"
+
+
+def test_committed_reports_regenerate_identically():
+    for results_dir in sorted(COMMITTED_RESULTS.iterdir()):
+        tables = report_tables.markdown_tables(report_tables.collect(results_dir))
+        committed = (results_dir / report.REPORT_DIR / "results.md").read_text()
+        assert committed == f"# Results of results/{results_dir.name}\n\n{tables}"
+
+
+def test_report_warns_when_runs_come_from_several_machine_types(sweep_dir, caplog):
+    # Every run has no record (one unknown machine): no warning.
+    with caplog.at_level("WARNING"):
+        report.write_report(sweep_dir)
+    assert "machine types" not in caplog.text
+    run_dir = sweep_dir / "fashion_mnist/symmetric-0.4/ce/seed1"
+    summary = run_files.read_summary(run_dir)
+    summary[run_files.ENVIRONMENT_KEY] = {"machine_signature": "abc123"}
+    run_files.write_summary(run_dir, summary)
+    with caplog.at_level("WARNING"):
+        report.write_report(sweep_dir)
+    assert "were made on 2 machine types or software stacks" in caplog.text
+    assert "abc123: 1 run(s), e.g. fashion_mnist/symmetric-0.4/ce/seed1" in caplog.text

@@ -258,6 +258,11 @@ def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
         assert (
             json.loads((run_dir / run_files.TIMING_FILE).read_text())["exit_code"] == 0
         )
+        # Where it ran, recorded by the launch in the sweep's run.json too.
+        environment = run_files.read_summary(run_dir)[run_files.ENVIRONMENT_KEY]
+        info = json.loads((run_dir / run_files.RUN_INFO_FILE).read_text())
+        assert info[run_files.ENVIRONMENT_KEY] == environment
+        assert info["loss"] == row["loss"]
 
     # Resubmitted: nothing is left to run, so nothing is submitted.
     outcome = slurm.submit_sweep(

@@ -36,6 +36,7 @@ from tce_jax import (
     losses,
     models,
     preprocessing,
+    run_environment,
     train,
 )
 
@@ -93,6 +94,12 @@ def test_run_writes_the_documented_outputs(reference_run):
     assert 0.3 < summary["realised_noise_rate"] < 0.5
     commit = summary["git_commit"]
     assert commit is None or len(commit.removesuffix("-dirty")) == 40
+    # Where it ran: this process, on the 4 devices of its mesh; also in the
+    # TensorBoard hparams.
+    assert summary["environment"] == run_environment.collect()
+    events = b"".join(p.read_bytes() for p in pathlib.Path(workdir).glob("*tfevents*"))
+    assert b"environment.machine_signature" in events
+    assert summary["environment"]["machine_signature"].encode() in events
 
     predictions = np.load(pathlib.Path(workdir, "train_predictions.npz"))
     labels = np.load(pathlib.Path(workdir, "labels.npz"))

@@ -14,12 +14,11 @@ import pathlib
 import numpy as np
 
 from configs import cpu_smoke
+from tce_jax import run_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_FAKE_TRAIN = 400
 NUM_FAKE_TEST = 150
-# Metrics that depend on wall-clock time, not on the computation.
-TIMING_KEYS = ("images_per_second", "elapsed_seconds")
 
 
 def fake_load_split(info, split, data_dir=None):
@@ -89,9 +88,17 @@ def read_history(workdir):
 
 
 def without_timing(history):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in history]
+    return [
+        {k: v for k, v in r.items() if k not in run_files.TIMING_METRICS}
+        for r in history
+    ]
 
 
 def comparable_summary(summary):
-    # Other work may commit to the repository between two runs of a test.
-    return {k: v for k, v in summary.items() if k not in ("wall_seconds", "git_commit")}
+    # Other work may commit to the repository between two runs of a test, and
+    # the environment names the process and device counts of each launch.
+    return {
+        k: v
+        for k, v in summary.items()
+        if k not in ("wall_seconds", "git_commit", "environment")
+    }

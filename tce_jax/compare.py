@@ -1,0 +1,400 @@
+r"""How a rerun compares with committed results: identical, or like another seed.
+
+    python3 -m tce_jax.compare --rerun=runs/demo \
+        --committed=results/fashion_mnist_symmetric_selection
+
+For every finished run under ``--rerun`` (a sweep directory or one run
+directory) it finds the committed runs of the same cell: the same dataset,
+noise, loss and training config, every seed. Then, per run:
+
+* **identical**: the committed run of the same seed has exactly the same
+  numbers: every metric of every epoch in ``metrics.jsonl`` (but the timings)
+  and every number of ``summary.json``. Expected on the machine type and
+  software that made it (``run_environment``).
+* otherwise each reported number (test accuracy at the final epoch and at the
+  epoch selected on noisy validation, and under noise the share of mislabelled
+  examples memorised) is set against the committed seeds of the cell: mean ±
+  std, min-max, and whether the rerun lies within that range. With n committed
+  seeds a further seed falls outside their range with probability 2/(n + 1)
+  (half the time for 3 seeds), so "outside" alone is no alarm; the distance in
+  standard deviations says how far.
+
+It also says whether the machines match: the same ``machine_signature``
+(processor type, instruction sets, devices, package versions, XLA_FLAGS,
+requirements.lock), different (naming what differs), or unknown for runs made
+before runs recorded their machine. A run that differs on the same machine
+and software points at a change of code (compare the ``git_commit`` of the
+two summaries). The exit status is 0 whatever the verdicts; 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from absl import app, flags
+from flax import traverse_util
+
+from tce_jax import report_tables, run_environment, run_files
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# The summary numbers a rerun must reproduce to count as identical.
+SUMMARY_NUMBERS = (
+    "final_test_accuracy",
+    "best_val_test_accuracy",
+    "best_val_epoch",
+    "memorized_fraction",
+    "train_clean_accuracy",
+    "realised_noise_rate",
+    "num_epochs",
+)
+# The reported numbers set against the committed seeds: (row key, label).
+REPORTED = (
+    ("final_test_accuracy", "test accuracy, final epoch"),
+    ("best_val_test_accuracy", "test accuracy, selected epoch"),
+    ("memorized_fraction", "wrong labels memorised"),
+)
+# Config fields that name places or bookkeeping, not what is trained.
+_NOT_THE_CELL = ("seed", "data.data_dir", "checkpoint_keep", "log_every_steps")
+
+
+class CompareError(ValueError):
+    """Bad input; the message names the flag and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """One reported number of a rerun against the committed seeds of its cell."""
+
+    label: str
+    value: float
+    mean: float
+    std: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def within(self) -> bool:
+        return self.low <= self.value <= self.high
+
+    @property
+    def deviations(self) -> float:
+        """Distance from the committed mean in committed standard deviations."""
+        if not self.std > 0:
+            return math.nan
+        return (self.value - self.mean) / self.std
+
+
+@dataclasses.dataclass(frozen=True)
+class RunComparison:
+    """One rerun against the committed results.
+
+    Attributes:
+      run: the rerun's directory relative to the rerun root.
+      committed_seeds: the seeds of the committed runs of the same cell.
+      identical: equal to the committed run of its seed in every number; None
+        when there is no such run.
+      difference: where the two first differ (``first_difference``), if they do.
+      machine: "same", "different" or "unknown".
+      machine_differences: the signature fields that differ ("different").
+      rerun_machine, committed_machine: one-line descriptions (None: unknown).
+      spreads: the reported numbers against the committed seeds.
+    """
+
+    run: str
+    committed_seeds: tuple[int, ...]
+    identical: bool | None
+    difference: str | None
+    machine: str
+    machine_differences: tuple[str, ...]
+    rerun_machine: str | None
+    committed_machine: str | None
+    spreads: tuple[Spread, ...]
+
+
+def resolve_results_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
+    """The directory as given, else under the repository root (results/NAME)."""
+    for candidate in (pathlib.Path(path), REPO_ROOT / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise CompareError(
+        f"{flag}={path}: no such directory; allowed: a sweep directory or a run "
+        "directory (relative paths may also be under the repository root)"
+    )
+
+
+def _finished_rows(root: pathlib.Path) -> list[dict[str, Any]]:
+    """report rows of the finished runs under root (a sweep dir or one run dir)."""
+    if run_files.read_summary(root) is not None:
+        rows = [report_tables.load_run(root.parent, root.name)]
+    else:
+        rows = report_tables.collect(root)
+    return [row for row in rows if row["status"] == run_files.FINISHED]
+
+
+def _training_config(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary's config, flat, without the seed and the bookkeeping fields."""
+    config = traverse_util.flatten_dict(summary.get("config") or {}, sep=".")
+    return {k: v for k, v in config.items() if k not in _NOT_THE_CELL}
+
+
+def same_cell(config: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two training configs (``_training_config``) are seeds of one cell.
+
+    Fields only one of them has were added to the code after the other run was
+    made; at their defaults they train the same, so only shared fields count.
+    """
+    return all(config[key] == other[key] for key in config.keys() & other.keys())
+
+
+def _model_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in record.items() if k not in run_files.TIMING_METRICS}
+        for record in run_files.read_metrics(run_dir)
+    ]
+
+
+def first_difference(run_dir: pathlib.Path, other_dir: pathlib.Path) -> str | None:
+    """Where two runs' numbers first differ, or None if they agree wherever both
+    have one.
+
+    Compared: every per-epoch metric but the timings, where both runs
+    evaluated it (a run may test fewer epochs, ``test_eval_every_epochs``),
+    then the summary numbers. ``best_test_accuracy`` is left out: it is the
+    highest of the tested epochs, so it follows from the metrics and the test
+    schedule.
+    """
+    metrics = [_model_metrics(d) for d in (run_dir, other_dir)]
+    if len(metrics[0]) != len(metrics[1]):
+        return f"{len(metrics[0])} epochs here, {len(metrics[1])} committed"
+    for record, other in zip(*metrics, strict=True):
+        for key in sorted(record.keys() | other.keys()):
+            here, there = record.get(key), other.get(key)
+            if here is not None and there is not None and here != there:
+                return (
+                    f"epoch {record['epoch']} {key}: {here!r} here, {there!r} committed"
+                )
+    summaries = [run_files.read_summary(d) for d in (run_dir, other_dir)]
+    for key in SUMMARY_NUMBERS:
+        here, there = summaries[0].get(key), summaries[1].get(key)
+        if here != there:
+            return f"summary {key}: {here!r} here, {there!r} committed"
+    return None
+
+
+def _machine(
+    rerun: Mapping[str, Any] | None, committed: Sequence[Mapping[str, Any] | None]
+) -> tuple[str, tuple[str, ...]]:
+    """('same' | 'different' | 'unknown', differing fields) of rerun and committed."""
+    if rerun is None or any(env is None for env in committed) or not committed:
+        return "unknown", ()
+    differing = sorted(
+        {
+            field
+            for env in committed
+            for field in run_environment.differences(rerun, env)
+        }
+    )
+    return ("same", ()) if not differing else ("different", tuple(differing))
+
+
+def compare(
+    rerun_dir: pathlib.Path, committed_dir: pathlib.Path
+) -> list[RunComparison]:
+    """Every finished rerun against the committed runs of its cell."""
+    committed = []
+    for row in _finished_rows(committed_dir):
+        summary = run_files.read_summary(committed_dir / row["run"])
+        committed.append((row, summary, _training_config(summary)))
+    comparisons = []
+    for row in _finished_rows(rerun_dir):
+        run_dir = rerun_dir / row["run"]
+        summary = run_files.read_summary(run_dir)
+        config = _training_config(summary)
+        cell = [(c, s) for c, s, other in committed if same_cell(config, other)]
+        twins = [(c, s) for c, s in cell if c["seed"] == row["seed"]]
+        difference = (
+            first_difference(run_dir, committed_dir / twins[0][0]["run"])
+            if twins
+            else None
+        )
+        environment = summary.get(run_files.ENVIRONMENT_KEY)
+        # The machine of the twin decides whether a difference is expected;
+        # without one, those of the seeds it is set against.
+        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s in twins or cell]
+        machine, differing = _machine(environment, committed_envs)
+        known = [env for env in committed_envs if env is not None]
+        spreads = []
+        for key, label in REPORTED:
+            values = [c[key] for c, _ in cell if c[key] is not None]
+            if (
+                row[key] is None
+                or not values
+                or (key == "memorized_fraction" and not row["noise_rate"])
+            ):
+                continue
+            mean, std, n = report_tables.mean_std(values)
+            spreads.append(
+                Spread(label, row[key], mean, std, min(values), max(values), n)
+            )
+        comparisons.append(
+            RunComparison(
+                run=row["run"],
+                committed_seeds=tuple(sorted(c["seed"] for c, _ in cell)),
+                identical=(difference is None) if twins else None,
+                difference=difference,
+                machine=machine,
+                machine_differences=differing,
+                rerun_machine=environment and run_environment.describe(environment),
+                committed_machine=(
+                    run_environment.describe(known[0]) if known else None
+                ),
+                spreads=tuple(spreads),
+            )
+        )
+    return comparisons
+
+
+def _points(fraction: float) -> str:
+    return f"{100 * fraction:.1f}"
+
+
+def _spread_line(spread: Spread) -> str:
+    where = "within their range" if spread.within else "OUTSIDE their range"
+    deviations = spread.deviations
+    distance = "" if math.isnan(deviations) else f", {deviations:+.1f} std"
+    return (
+        f"    {spread.label}: {_points(spread.value)}%; committed seeds "
+        f"{_points(spread.mean)} ± {_points(spread.std)} "
+        f"({_points(spread.low)}-{_points(spread.high)}, n={spread.n}): "
+        f"{where}{distance}"
+    )
+
+
+def _machine_text(comparison: RunComparison) -> str:
+    if comparison.machine == "same":
+        return "the same machine type and software"
+    if comparison.machine == "different":
+        return (
+            "another machine type or software (differs in "
+            + ", ".join(comparison.machine_differences)
+            + ")"
+        )
+    if comparison.identical:
+        return "the committed runs do not record their machine"
+    return (
+        "unknown machine: the committed runs do not record theirs (most likely "
+        "another machine type)"
+    )
+
+
+def format_comparison(
+    comparisons: Sequence[RunComparison], committed_name: str | pathlib.Path
+) -> str:
+    """The comparison as a few lines per run, then the totals and the machines."""
+    lines = [f"Compared with the committed runs in {committed_name}:"]
+    if not comparisons:
+        lines.append("  no finished runs to compare")
+    for comparison in comparisons:
+        head = f"  {comparison.run}: "
+        if not comparison.committed_seeds:
+            lines.append(head + "no committed run has this config; nothing to compare")
+            continue
+        machine = _machine_text(comparison)
+        if comparison.identical:
+            lines.append(head + f"identical to the committed run ({machine})")
+            continue
+        if comparison.identical is None:
+            verdict = "no committed run of this seed"
+        elif comparison.machine == "same":
+            verdict = (
+                "DIFFERS from the committed run on the same machine type and "
+                "software: the code or config changed (compare git_commit)"
+            )
+        else:
+            inside = all(spread.within for spread in comparison.spreads)
+            verdict = f"not identical; {machine}: " + (
+                "within the committed seed spread"
+                if inside
+                else "like another seed, partly outside the committed seeds' range"
+            )
+        lines.append(head + verdict)
+        if comparison.difference:
+            lines.append(f"    first difference: {comparison.difference}")
+        lines += [_spread_line(spread) for spread in comparison.spreads]
+    identical = sum(bool(c.identical) for c in comparisons)
+    spreads = [s for c in comparisons if not c.identical for s in c.spreads]
+    total = f"{identical} of {len(comparisons)} run(s) identical to the committed ones"
+    if spreads:
+        within = sum(s.within for s in spreads)
+        total += (
+            f"; of the others' {len(spreads)} numbers, {within} within the range of "
+            f"the committed seeds (a further seed lands outside the range of 3 half "
+            f"the time)"
+        )
+    machines = {c.rerun_machine for c in comparisons if c.rerun_machine}
+    lines.append(total + ".")
+    if machines:
+        lines.append("This machine: " + "; ".join(sorted(machines)) + ".")
+    committed = {c.committed_machine for c in comparisons if c.committed_machine}
+    if committed:
+        lines.append("Committed runs' machine: " + "; ".join(sorted(committed)) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def print_comparison(
+    rerun: str | pathlib.Path,
+    committed: str | pathlib.Path,
+    *,
+    committed_flag: str = "--committed",
+) -> None:
+    """Compares and prints; what sweep.py calls for a sweep config with compare_with.
+
+    Raises:
+      CompareError: a directory is missing, or the committed one has no
+        finished runs; the message names ``--rerun`` or ``committed_flag``.
+    """
+    rerun_dir = resolve_results_dir(rerun, "--rerun")
+    committed_dir = resolve_results_dir(committed, committed_flag)
+    if not _finished_rows(committed_dir):
+        raise CompareError(
+            f"{committed_flag}={committed}: no finished runs there; allowed: a "
+            "sweep or run directory with summary.json files"
+        )
+    print(format_comparison(compare(rerun_dir, committed_dir), committed), end="")
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) > 1:
+        print(
+            f"compare: unexpected argument {argv[1]!r}; allowed: --rerun=DIR "
+            "--committed=DIR",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        for name in ("rerun", "committed"):
+            if not flags.FLAGS[name].value:
+                raise CompareError(f"--{name}: required ({flags.FLAGS[name].help})")
+        print_comparison(flags.FLAGS.rerun, flags.FLAGS.committed)
+    except CompareError as error:
+        print(f"compare: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    # Defined here, not at import: sweep.py imports this module.
+    flags.DEFINE_string(
+        "rerun", None, "the rerun: a sweep directory or one run directory"
+    )
+    flags.DEFINE_string(
+        "committed", None, "the committed results, e.g. results/fashion_mnist_noise"
+    )
+    app.run(main)

@@ -1,0 +1,244 @@
+"""Tests of the rerun-against-committed comparison (tce_jax.compare)."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tce_jax import compare, grid, run_environment, run_files
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = {
+    "seed": 0,
+    "num_epochs": 2,
+    "optimizer": {"learning_rate": 0.05},
+    "data": {"dataset": "fashion_mnist", "data_dir": None},
+    "noise": {"kind": "symmetric", "rate": 0.4},
+    "loss": {"name": "tce", "alpha": 0.1},
+}
+# Final and selected test accuracy, memorised fraction of the committed seeds.
+COMMITTED = {0: (0.60, 0.66, 0.50), 1: (0.62, 0.67, 0.46), 2: (0.63, 0.70, 0.48)}
+
+
+def write_run(root, seed, final, selected, memorized, *, environment=None, **config):
+    """A finished run dir of symmetric-0.4/tce-alpha0.1 with two evaluated epochs."""
+    run_dir = root / f"fashion_mnist/symmetric-0.4/tce-alpha0.1/seed{seed}"
+    run_dir.mkdir(parents=True)
+    info = {
+        "dataset": "fashion_mnist",
+        "noise_kind": "symmetric",
+        "noise_rate": 0.4,
+        "loss": "tce-alpha0.1",
+        "loss_name": "tce",
+        "loss_hparams": {"alpha": 0.1},
+        "seed": seed,
+    }
+    (run_dir / run_files.RUN_INFO_FILE).write_text(json.dumps(info))
+    history = [
+        {"epoch": 1, "val_accuracy": 0.5, "test_accuracy": selected,
+         "memorized_fraction": 0.2, "train_clean_accuracy": 0.7,
+         "elapsed_seconds": 10.0 + seed},
+        {"epoch": 2, "val_accuracy": 0.4, "test_accuracy": final,
+         "memorized_fraction": memorized, "train_clean_accuracy": 0.8,
+         "elapsed_seconds": 20.0 + seed},
+    ]  # fmt: skip
+    run_files.write_metrics(run_dir, history)
+    merged = json.loads(json.dumps(CONFIG))
+    for key, value in config.items():
+        merged[key] = value
+    summary = {
+        "final_test_accuracy": final,
+        "best_val_test_accuracy": selected,
+        "best_val_epoch": 1,
+        "best_test_accuracy": max(final, selected),
+        "memorized_fraction": memorized,
+        "train_clean_accuracy": 0.8,
+        "realised_noise_rate": 0.4,
+        "num_epochs": 2,
+        "config": dict(merged, seed=seed),
+        "wall_seconds": 30.0 + seed,
+    }
+    if environment is not None:
+        summary[run_files.ENVIRONMENT_KEY] = environment
+    run_files.write_summary(run_dir, summary)
+    return run_dir
+
+
+def record_machine(root, environment):
+    """Gives every run under root the environment record of a newer run."""
+    for path in root.rglob(run_files.SUMMARY_FILE):
+        summary = json.loads(path.read_text())
+        summary[run_files.ENVIRONMENT_KEY] = environment
+        run_files.write_summary(path.parent, summary)
+
+
+@pytest.fixture
+def committed(tmp_path):
+    root = tmp_path / "committed"
+    for seed, numbers in COMMITTED.items():
+        write_run(root, seed, *numbers)
+    return root
+
+
+def test_a_copy_is_identical_and_the_unrecorded_machine_is_unknown(committed, tmp_path):
+    rerun = tmp_path / "rerun"
+    shutil.copytree(committed, rerun)
+    # Timings differ between any two runs; they are not compared.
+    history = run_files.read_metrics(
+        rerun / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed1"
+    )
+    history[0]["elapsed_seconds"] = 99.0
+    run_files.write_metrics(
+        rerun / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed1", history
+    )
+    comparisons = compare.compare(rerun, committed)
+    assert [c.identical for c in comparisons] == [True, True, True]
+    assert {c.machine for c in comparisons} == {"unknown"}
+    assert all(c.committed_seeds == (0, 1, 2) for c in comparisons)
+    text = compare.format_comparison(comparisons, committed)
+    assert text.count("identical to the committed run") == 3
+    assert "3 of 3 run(s) identical" in text
+
+
+def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path):
+    here = run_environment.collect()
+    record_machine(
+        committed, dict(here, cpu_model="Other CPU", isa_features=["avx", "avx2"])
+    )
+    # Final accuracy inside the committed range, selected above it.
+    write_run(tmp_path / "rerun", 0, 0.615, 0.72, 0.47, environment=here)
+    (comparison,) = compare.compare(tmp_path / "rerun", committed)
+    assert comparison.identical is False
+    assert comparison.difference == ("epoch 1 test_accuracy: 0.72 here, 0.66 committed")
+    assert comparison.machine == "different"
+    assert comparison.machine_differences == ("cpu_model", "isa_features")
+    final, selected, memorized = comparison.spreads
+    values = np.array([numbers[0] for numbers in COMMITTED.values()])
+    assert final.mean == pytest.approx(values.mean())
+    assert final.std == pytest.approx(values.std(ddof=1))
+    assert (final.low, final.high, final.n) == (0.60, 0.63, 3)
+    assert final.within and not selected.within and memorized.within
+    assert selected.deviations == pytest.approx(
+        (0.72 - np.mean([0.66, 0.67, 0.70])) / np.std([0.66, 0.67, 0.70], ddof=1)
+    )
+    text = compare.format_comparison([comparison], committed)
+    assert (
+        "another machine type or software (differs in cpu_model, isa_features)" in text
+    )
+    assert (
+        "test accuracy, final epoch: 61.5%; committed seeds 61.7 ± 1.5 "
+        "(60.0-63.0, n=3): within their range"
+    ) in text
+    assert (
+        "test accuracy, selected epoch: 72.0%" in text and "OUTSIDE their range" in text
+    )
+    assert "of the others' 3 numbers, 2 within the range" in text
+
+
+def test_a_difference_on_the_same_machine_points_at_the_code(committed, tmp_path):
+    here = run_environment.collect()
+    # The twin (seed 1) was made here, the other seeds elsewhere: the twin's
+    # machine is what makes a difference unexpected.
+    record_machine(committed, dict(here, cpu_model="Other CPU"))
+    record_machine(committed / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed1", here)
+    write_run(tmp_path / "rerun", 1, 0.62, 0.67, 0.47, environment=here)
+    (comparison,) = compare.compare(tmp_path / "rerun", committed)
+    assert (comparison.identical, comparison.machine) == (False, "same")
+    assert "DIFFERS from the committed run on the same machine type" in (
+        compare.format_comparison([comparison], committed)
+    )
+
+
+def test_cells_are_matched_on_the_training_config(committed, tmp_path):
+    # Another learning rate is another cell, whatever the directory name says.
+    write_run(tmp_path / "other", 0, *COMMITTED[0], optimizer={"learning_rate": 0.1})
+    (comparison,) = compare.compare(tmp_path / "other", committed)
+    assert comparison.committed_seeds == () and comparison.identical is None
+    assert "no committed run has this config" in compare.format_comparison(
+        [comparison], committed
+    )
+    # A field added to the code later (absent from the committed configs) and
+    # another data_dir do not make another cell; a new seed is compared with
+    # the spread only.
+    write_run(tmp_path / "newer", 7, *COMMITTED[0], new_field=3, data={
+        "dataset": "fashion_mnist", "data_dir": "/elsewhere"})  # fmt: skip
+    (comparison,) = compare.compare(tmp_path / "newer", committed)
+    assert comparison.committed_seeds == (0, 1, 2) and comparison.identical is None
+    assert len(comparison.spreads) == 3
+
+
+def test_epochs_tested_by_one_run_only_are_not_differences(committed, tmp_path):
+    """A run testing fewer epochs (test_eval_every_epochs) has the same numbers
+    where both tested; its best_test_accuracy is the peak of fewer epochs."""
+    rerun = tmp_path / "rerun"
+    shutil.copytree(committed, rerun)
+    run_dir = rerun / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed2"
+    history = run_files.read_metrics(run_dir)
+    history[0]["test_accuracy"] = None
+    run_files.write_metrics(run_dir, history)
+    summary = run_files.read_summary(run_dir)
+    summary["best_test_accuracy"] = 0.1
+    run_files.write_summary(run_dir, summary)
+    twin = committed / run_dir.relative_to(rerun)
+    assert compare.first_difference(run_dir, twin) is None
+    history[1]["train_clean_accuracy"] = 0.81
+    run_files.write_metrics(run_dir, history)
+    assert compare.first_difference(run_dir, twin) == (
+        "epoch 2 train_clean_accuracy: 0.81 here, 0.8 committed"
+    )
+
+
+def _compare_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tce_jax.compare", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_prints_the_comparison_and_exits_0_either_way(committed, tmp_path):
+    write_run(tmp_path / "rerun", 0, 0.5, 0.5, 0.9)
+    result = _compare_cli(f"--rerun={tmp_path / 'rerun'}", f"--committed={committed}")
+    assert result.returncode == 0, result.stderr
+    assert "not identical; unknown machine" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--committed=results/fashion_mnist_noise"], "compare: --rerun: required"),
+        (["--rerun=/nonexistent", "--committed=results/fashion_mnist_noise"],
+         "compare: --rerun=/nonexistent: no such directory; allowed: a sweep "
+         "directory or a run directory"),
+        (["--rerun=results/fashion_mnist_noise", "--committed=configs"],
+         "compare: --committed=configs: no finished runs there"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_one_line(args, expected):
+    result = _compare_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_demo_runs_are_cells_of_the_grid_it_compares_with():
+    """Same config as committed runs, so on their machine type bit-identical."""
+    demo = grid.load_config_file(REPO_ROOT / "configs/sweeps/demo.py")
+    committed = REPO_ROOT / demo.compare_with
+    for run in grid.expand_grid(demo):
+        # As summary.json keeps it (JSON: tuples become lists).
+        config = json.loads(
+            grid.resolve_config(demo.base_config, run.overrides).to_json()
+        )
+        committed_config = run_files.read_summary(committed / run.rel_dir)["config"]
+        assert compare.same_cell(
+            compare._training_config({"config": config}),
+            compare._training_config({"config": committed_config}),
+        ), run.rel_dir
+        assert config["seed"] == committed_config["seed"]
