@@ -2,7 +2,7 @@
 
 The augmentation must be a pure function of (seed, epoch, example index): the
 same for any batch size, device count and process count (processes are
-emulated with `Datasets.local_train_batches(process_index=..., ...)`, as in
+emulated with `Datasets.local_train_batches(rows=...)`, as in
 test_input_pipeline.py), and normalisation must stay bit-exact with numpy's
 float32 arithmetic, which the committed results were computed with.
 """
@@ -151,7 +151,7 @@ def test_augmentation_is_the_same_for_1_and_4_devices_and_1_and_2_processes():
                     )
                 )
                 for batch in datasets.local_train_batches(
-                    2, batch_size, process_index=p, process_count=2
+                    2, batch_size, rows=np.split(np.arange(batch_size), 2)[p]
                 )
             ]
         )
