@@ -266,6 +266,7 @@ class Datasets:
             crop_padding=info.crop_padding if augment else 0,
             random_flip=info.random_flip and augment,
             seed=seed,
+            platform=mesh.devices.flat[0].platform,
         )
 
     def steps_per_epoch(self, batch_size: int) -> int:

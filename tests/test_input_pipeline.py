@@ -266,20 +266,24 @@ TPU_POD_MESHES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pod_datasets():
+def _random_cifar_datasets(mesh):
     """cifar10-shaped random data with enough examples for a 64-chip batch."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 200).astype(np.int32)
     return input_pipeline.build_datasets(
         _config("cifar10"),
-        mesh=_mesh(),
+        mesh=mesh,
         train_images=images,
         train_labels=labels,
         test_images=images[:70],
         test_labels=labels[:70],
     )
+
+
+@pytest.fixture(scope="module")
+def pod_datasets():
+    return _random_cifar_datasets(_mesh())
 
 
 @pytest.mark.parametrize(
@@ -338,6 +342,14 @@ def test_each_process_feeds_the_rows_its_devices_hold_on_tpu_pods(
         ]
     )
     np.testing.assert_array_equal(np.sort(evaluated), np.arange(pod_datasets.num_test))
+
+
+def test_batches_are_normalised_as_the_platform_of_the_mesh_needs(pod_datasets):
+    # The table lookup on CPU (bit-exact with the committed results), a
+    # multiply-add on accelerators (see test_preprocessing.py).
+    assert pod_datasets.preprocessing.platform == "cpu"
+    pod = jax.make_mesh((16,), ("data",), devices=_mock_tpu_pod("TPU v4", (2, 2, 4)))
+    assert _random_cifar_datasets(pod).preprocessing.platform == "tpu"
 
 
 def test_process_rows_rejects_a_process_without_devices_and_a_ragged_batch():
