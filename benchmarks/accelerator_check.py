@@ -40,7 +40,8 @@ Device time is spent only where it tells something:
   longest time a finished row of its check and model took (else of its check);
   the rows it cannot finish are printed as skipped, with the reason. A row
   whose check has no finished row yet has no estimate and starts whenever time
-  is left, so the check can overrun the budget by such a row.
+  is left: the first row of each check (CIFAR-10, step, loss) can overrun the
+  budget.
 * JAX's persistent compilation cache (``--compilation_cache_dir``; GPU
   autotuning results are kept with the programs) lets a rerun skip
   compilation.
