@@ -26,32 +26,27 @@ def _table_rows(output):
     return [line.split(" | ") for line in table[2:] if line.startswith("| ")]
 
 
-def _one_cpu_device_environment():
+def _run_check(*args, timeout):
+    """The check as a user runs it, on one CPU device."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
         "--xla_force_host_platform_device_count=4", ""
     )
     env["JAX_PLATFORMS"] = "cpu"
-    return env
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.accelerator_check", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_quick_check_prints_every_row_as_it_runs_and_fills_the_cache(tmp_path):
     cache = tmp_path / "cache"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.accelerator_check",
-            "--quick",
-            f"--compilation_cache_dir={cache}",
-        ],
-        cwd=ROOT,
-        env=_one_cpu_device_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _run_check("--quick", f"--compilation_cache_dir={cache}", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _table_rows(result.stdout)
     checks = [row[0].removeprefix("| ") for row in rows]
@@ -67,15 +62,7 @@ def test_quick_check_prints_every_row_as_it_runs_and_fills_the_cache(tmp_path):
 
 def test_full_check_on_a_cpu_backend_stops_at_once_with_one_line():
     # Were the guard to fail, the full plan would run for hours: the timeout ends it.
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.accelerator_check"],
-        cwd=ROOT,
-        env=_one_cpu_device_environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_check(timeout=120)
     assert result.returncode == accelerator_check.EXIT_NO_ACCELERATOR
     assert result.stdout == ""
     # Alone: nothing that prints on start-up (TensorFlow) was imported.
