@@ -20,9 +20,12 @@ environment; anywhere else each process names them::
   python3 launch.py --config=... --workdir=SHARED_DIR --multihost \
       --coordinator_address=HOST0:PORT --num_processes=N --process_id=h
 
-  # SLURM: one process per node (or per GPU), all started by srun
-  srun --nodes=N --ntasks-per-node=1 python3 launch.py --config=... \
-      --workdir=SHARED_DIR --multihost
+  # SLURM: one process per GPU (G GPUs per node), all started by srun; JAX
+  # gives each task the GPU of its local task id, so a node with one task
+  # would use one GPU. Every task must see all G GPUs (--gres, not
+  # --gpus-per-task).
+  srun --nodes=N --ntasks-per-node=G --gres=gpu:G python3 launch.py \
+      --config=... --workdir=SHARED_DIR --multihost
 
 The workdir must be one directory that every process sees (a shared
 filesystem). Only process 0 writes files; checkpoints are written jointly

@@ -1,11 +1,18 @@
-"""A prepared accelerator check: step, host-pipeline, loss and end-to-end speed.
+"""A prepared accelerator check: end-to-end, step, host-pipeline and loss speed.
 
-    python3 -m benchmarks.accelerator_check            # one GPU: under 8 minutes
-    python3 -m benchmarks.accelerator_check --quick    # CPU smoke run: under 1 min
+    python3 -m benchmarks.accelerator_check                 # a GPU or TPU machine
+    python3 -m benchmarks.accelerator_check --budget_s=300  # start no row after 5 min
+    python3 -m benchmarks.accelerator_check --quick         # CPU smoke run: under 1 min
 
 Runs on whatever JAX finds (``jax.devices()``; the batch is sharded over all
-devices) and prints one Markdown table with three kinds of rows:
+devices) and prints one Markdown table, each row as soon as it is measured, in
+this order:
 
+* ``cifar10 2 epochs`` (first: the figure a user needs most): two epochs of
+  configs/cifar10.py (ResNet-34, batch 128, float32, train + noisy-val + test
+  evaluation after each epoch, checkpoints) on random images of CIFAR-10's
+  sizes, through ``train.train_and_evaluate``: the wall time of the whole call
+  and the training images/s of epoch 2.
 * ``step``: images/s of train.py's train step (``train.make_train_step``:
   on-device pad-4 crop, flip and normalisation of uint8 CIFAR-sized 32x32x3
   images, forward, backward, SGD with momentum and weight decay, state
@@ -13,18 +20,31 @@ devices) and prints one Markdown table with three kinds of rows:
   bfloat16 computation (``config.model.dtype``), CE and TCE; beside it the
   images/s of the host pipeline at that batch size (``Datasets.train_batches``
   on 50,000 random CIFAR-sized images: index gather and transfer, each batch
-  waited for on the device) and their ratio: host/step >= 1 means the host
-  keeps the accelerator fed (the pipeline runs in a background thread during
-  the step). ``compile s`` is the first call: tracing, compilation (with GPU
-  autotuning) and one step.
+  waited for on the device; measured in the first row of each batch size) and
+  their ratio: host/step >= 1 means the host keeps the accelerator fed (the
+  pipeline runs in a background thread during the step). ``compile s`` is the
+  first call: tracing, compilation (with GPU autotuning) and one step, or
+  loading all that from the compilation cache on a rerun.
 * ``loss``: forward + backward of the mean loss at (4096, 1000) and
   (8192, 32000), float32 logits, CE (optax) against TCE's custom VJP and TCE by
   plain autodiff (``benchmarks/loss_bench.py``'s ``bench_shape``; median of
   interleaved rounds).
-* ``cifar10``: two epochs of configs/cifar10.py (ResNet-34, batch 128,
-  float32, train + noisy-val + test evaluation after each epoch, checkpoints)
-  on random images of CIFAR-10's sizes, through ``train.train_and_evaluate``:
-  the wall time of the whole call and the training images/s of epoch 2.
+
+Device time is spent only where it tells something:
+
+* Without ``--quick`` the check stops at once, with one line, when JAX's
+  backend is the CPU: with no usable accelerator (a CPU-only jaxlib, a GPU
+  driver JAX cannot use) JAX falls back to the CPU without a word, and the full
+  plan would take hours there.
+* ``--budget_s``: a row starts only if the time left covers its estimate, the
+  longest time a finished row of its check and model took (else of its check);
+  the rows it cannot finish are printed as skipped, with the reason. A row
+  whose check has no finished row yet has no estimate and starts whenever time
+  is left: the first row of each check (CIFAR-10, step, loss) can overrun the
+  budget.
+* JAX's persistent compilation cache (``--compilation_cache_dir``; GPU
+  autotuning results are kept with the programs) lets a rerun skip
+  compilation.
 
 ``--quick`` shrinks every part so that the script runs end to end on a CPU
 (its figures mean nothing): one step row (a quarter-width ResNet-8, batch 16,
@@ -34,20 +54,37 @@ with a quarter-width ResNet-8.
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 
 import jax
 
-from benchmarks import loss_bench, pipeline_bench, train_bench
+# The input pipeline and the training loop (which import TensorFlow, seconds of
+# start-up and lines on stderr) are imported where they are used, so that the
+# refusal to run on a CPU backend comes at once and alone.
+from benchmarks import loss_bench, train_bench
 from configs import cifar10
-from tce_jax import input_pipeline, losses, train
+from tce_jax import losses
 
 IMAGE_SHAPE = (32, 32, 3)
+DEFAULT_BUDGET_SECONDS = 900.0
+DEFAULT_CACHE_DIR = os.path.join(
+    os.path.expanduser("~"), ".cache", "tce_jax", "jax_compilation_cache"
+)
+EXIT_NO_ACCELERATOR = 2
+TABLE_HEADER = (
+    "| check | model | batch | dtype | loss | step img/s | host img/s "
+    "| host/step | detail |\n|---|---|---:|---|---|---:|---:|---:|---|"
+)
+# What a measured row reports: step (or training) images/s, host images/s, detail.
+Measurement = tuple[float | None, float | None, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,16 +145,112 @@ QUICK = dataclasses.replace(
 )
 
 
-def _row(check, model, batch, dtype, loss, step, host, detail):
+@dataclasses.dataclass(frozen=True)
+class PlannedRow:
+    """A row of the table before it is measured.
+
+    Attributes:
+      cells: check, model, batch, dtype and loss, the row's first five cells.
+      measure: runs the measurement (the device time the row costs).
+    """
+
+    cells: tuple[str, str, int | str, str, str]
+    measure: Callable[[], Measurement]
+
+
+def format_row(cells, step, host, detail):
+    """A Markdown table row; step and host are images/s (None: not measured)."""
     ratio = f"{host / step:.1f}x" if step and host else "-"
     step = f"{step:,.0f}" if step else "-"
     host = f"{host:,.0f}" if host else "-"
-    cells = (check, model, batch, dtype, loss, step, host, ratio, detail)
-    return "| " + " | ".join(map(str, cells)) + " |"
+    return "| " + " | ".join(map(str, (*cells, step, host, ratio, detail))) + " |"
+
+
+def planned_rows(plan: Plan) -> list[PlannedRow]:
+    """The rows of the check in the order they run: CIFAR-10, steps, losses."""
+    config = cifar10_config(plan)
+    rows = [
+        PlannedRow(
+            (
+                "cifar10 2 epochs",
+                _model_name(config.model.name, config.model.width_multiplier),
+                config.batch_size,
+                config.model.dtype,
+                config.loss.name,
+            ),
+            functools.partial(measure_cifar10, config, plan),
+        )
+    ]
+    # The host pipeline is measured once per batch size, in its first step row.
+    host = functools.cache(
+        lambda batch: host_images_per_second(
+            batch, plan.host_batches, plan.host_repeats
+        )
+    )
+    for model, batch, dtype, loss in plan.steps:
+        rows.append(
+            PlannedRow(
+                ("step", _model_name(model, plan.width_multiplier), batch, dtype, loss),
+                functools.partial(measure_step, model, batch, dtype, loss, plan, host),
+            )
+        )
+    for shape in plan.loss_shapes:
+        rows.append(
+            PlannedRow(
+                ("loss", "-", f"{shape[0]}x{shape[1]}", "float32", "CE vs TCE"),
+                functools.partial(measure_loss, shape, plan),
+            )
+        )
+    return rows
+
+
+def run_within_budget(
+    rows: Iterable[PlannedRow],
+    budget_seconds: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[str]:
+    """Measures the rows in order, skipping those the time left cannot cover.
+
+    A row's estimate is the longest time a finished row with the same check and
+    model took, else the longest of the same check; a row without one starts
+    whenever time is left.
+
+    Yields:
+      Each row's table line as soon as it is measured or skipped.
+    """
+    start = clock()
+    took: dict[tuple[str, str], float] = {}
+    for row in rows:
+        check, model = row.cells[:2]
+        left = budget_seconds - (clock() - start)
+        same_model = [t for (c, m), t in took.items() if (c, m) == (check, model)]
+        same_check = [t for (c, _), t in took.items() if c == check]
+        estimate = max(same_model or same_check, default=None)
+        if left <= 0:
+            reason = f"skipped: --budget_s={budget_seconds:g} used up"
+        elif estimate is not None and estimate > left:
+            like = (
+                "rows of this check and model" if same_model else "rows of this check"
+            )
+            reason = (
+                f"skipped: needs about {estimate:.0f} s (the longest of the finished "
+                f"{like}), {left:.0f} s of --budget_s={budget_seconds:g} left"
+            )
+        else:
+            began = clock()
+            measurement = row.measure()
+            took[check, model] = max(took.get((check, model), 0.0), clock() - began)
+            yield format_row(row.cells, *measurement)
+            continue
+        yield format_row(row.cells, None, None, reason)
 
 
 def host_images_per_second(batch_size, num_batches, repeats):
     """Images/s of `Datasets.train_batches` on 50,000 random CIFAR-sized images."""
+    from benchmarks import pipeline_bench
+    from tce_jax import input_pipeline
+
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     _, splits = pipeline_bench.cifar_sized_splits()
     datasets = input_pipeline.build_datasets(
@@ -148,69 +281,58 @@ def step_images_per_second(run, batch_size, plan):
     return statistics.median(rates)
 
 
-def step_rows(plan):
-    host = {
-        batch: host_images_per_second(batch, plan.host_batches, plan.host_repeats)
-        for batch in sorted({batch for _, batch, _, _ in plan.steps})
-    }
-    for model, batch, dtype, loss in plan.steps:
-        start = time.perf_counter()
-        run = train_bench.jax_step_runner(
-            model,
-            loss,
-            IMAGE_SHAPE,
-            batch,
-            dtype=dtype,
-            width_multiplier=plan.width_multiplier,
-        )
-        run()  # Compiles.
-        compile_seconds = time.perf_counter() - start
-        step = step_images_per_second(run, batch, plan)
-        yield _row(
-            "step",
-            _model_name(model, plan.width_multiplier),
-            batch,
-            dtype,
-            loss,
-            step,
-            host[batch],
-            f"compile {compile_seconds:.1f} s",
-        )
-
-
 def _model_name(model, width_multiplier):
     return model if width_multiplier == 1 else f"{model} x{width_multiplier:g}"
 
 
-def loss_rows(plan):
-    for shape in plan.loss_shapes:
-        result = loss_bench.bench_shape(
-            shape,
-            alpha=losses.DEFAULT_TCE_ALPHA,
-            rounds=plan.loss_rounds,
-            target_seconds=0.02,
-        )
-        us = result["median_us"]
-        yield _row(
-            "loss",
-            "-",
-            f"{shape[0]}x{shape[1]}",
-            "float32",
-            "CE vs TCE",
-            None,
-            None,
-            f"CE {us['ce']:,.0f} us, TCE {us['tce']:,.0f} us "
-            f"(TCE/CE {result['tce_over_ce']:.3f}), TCE autodiff "
-            f"{us['tce_autodiff']:,.0f} us",
-        )
+def measure_step(model, batch, dtype, loss, plan, host_images_per_batch):
+    """A step row: the train step's images/s beside the host pipeline's."""
+    start = time.perf_counter()
+    run = train_bench.jax_step_runner(
+        model,
+        loss,
+        IMAGE_SHAPE,
+        batch,
+        dtype=dtype,
+        width_multiplier=plan.width_multiplier,
+    )
+    run()  # Compiles.
+    compile_seconds = time.perf_counter() - start
+    step = step_images_per_second(run, batch, plan)
+    return step, host_images_per_batch(batch), f"compile {compile_seconds:.1f} s"
 
 
-def cifar10_row(plan):
-    """Two epochs of configs/cifar10.py on random images, timed end to end."""
+def measure_loss(shape, plan):
+    result = loss_bench.bench_shape(
+        shape,
+        alpha=losses.DEFAULT_TCE_ALPHA,
+        rounds=plan.loss_rounds,
+        target_seconds=0.02,
+    )
+    us = result["median_us"]
+    return (
+        None,
+        None,
+        f"CE {us['ce']:,.0f} us, TCE {us['tce']:,.0f} us "
+        f"(TCE/CE {result['tce_over_ce']:.3f}), TCE autodiff "
+        f"{us['tce_autodiff']:,.0f} us",
+    )
+
+
+def cifar10_config(plan):
+    """configs/cifar10.py for two epochs, with the plan's overrides."""
     config = cifar10.get_config()
     config.num_epochs = 2
     config.schedule.decay_epochs = ()  # Its decays come at epochs 40 and 80.
     config.update_from_flattened_dict(plan.cifar_overrides)
+    return config
+
+
+def measure_cifar10(config, plan):
+    """Two epochs of the config on random images, timed end to end."""
+    from benchmarks import pipeline_bench
+    from tce_jax import input_pipeline, train
+
     sizes = {"train": plan.cifar_train_size, "test": plan.cifar_test_size}
 
     def random_split(info, split, data_dir=None):
@@ -232,12 +354,7 @@ def cifar10_row(plan):
                 history = [json.loads(line) for line in f]
     finally:
         input_pipeline.load_split = load_split
-    return _row(
-        "cifar10 2 epochs",
-        _model_name(config.model.name, config.model.width_multiplier),
-        config.batch_size,
-        config.model.dtype,
-        config.loss.name,
+    return (
         history[-1]["images_per_second"],
         None,
         f"wall {wall:.0f} s for 2 epochs on {sizes['train']:,} random train images "
@@ -246,36 +363,62 @@ def cifar10_row(plan):
     )
 
 
-def main():
+def _positive_seconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"allowed: seconds > 0, got {text!r}")
+    return seconds
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="a CPU-sized run of every part"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--budget_s",
+        type=_positive_seconds,
+        default=DEFAULT_BUDGET_SECONDS,
+        help="start no row that the seconds left cannot cover (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--compilation_cache_dir",
+        default=jax.config.jax_compilation_cache_dir or DEFAULT_CACHE_DIR,
+        help="JAX's persistent compilation cache, so that a rerun skips "
+        "compilation; empty: off (default: $JAX_COMPILATION_CACHE_DIR, else "
+        "%(default)s)",
+    )
+    args = parser.parse_args(argv)
+    backend = jax.default_backend()
+    if backend == "cpu" and not args.quick:
+        print(
+            "accelerator_check: JAX's backend is the CPU (no GPU or TPU it can use: "
+            "a CPU-only jaxlib, or a driver problem), where the full check would take "
+            "hours; install JAX for the accelerator (README, 'Running on an "
+            "accelerator') or pass --quick for a CPU smoke run",
+            file=sys.stderr,
+        )
+        return EXIT_NO_ACCELERATOR
+    if args.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
     plan = QUICK if args.quick else FULL
     start = time.perf_counter()
     devices = jax.devices()
     print(
         f"jax {jax.__version__}, {len(devices)} x {devices[0].device_kind} "
-        f"({devices[0].platform}), {os.cpu_count()} host CPUs"
+        f"({backend}), {os.cpu_count()} host CPUs, --budget_s={args.budget_s:g}"
         + (" -- quick: figures are meaningless" if args.quick else ""),
         flush=True,
     )
-    rows = []
-    for rows_of in (step_rows, loss_rows):
-        for row in rows_of(plan):
-            print(row, flush=True)  # Progress; the table is printed at the end.
-            rows.append(row)
-    rows.append(cifar10_row(plan))
-    print()
-    print(
-        "| check | model | batch | dtype | loss | step img/s | host img/s "
-        "| host/step | detail |"
-    )
-    print("|---|---|---:|---|---|---:|---:|---:|---|")
-    print("\n".join(rows))
+    print(TABLE_HEADER, flush=True)
+    for row in run_within_budget(planned_rows(plan), args.budget_s):
+        print(row, flush=True)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

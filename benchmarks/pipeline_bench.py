@@ -135,7 +135,7 @@ def previous_train_batches(datasets, epoch, batch_size):
 
     def local():
         for batch in datasets.local_train_batches(
-            epoch, batch_size, process_index=0, process_count=1
+            epoch, batch_size, rows=np.arange(batch_size)
         ):
             bits = _splitmix64(epoch_state + batch["index"].astype(np.uint64))
             images = _host_crop_and_flip(

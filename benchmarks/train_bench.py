@@ -102,7 +102,11 @@ def jax_step_runner(
     )
     channels = image_shape[-1]
     augmentation = preprocessing.Preprocessing(
-        mean=(0.5,) * channels, std=(0.25,) * channels, crop_padding=4, random_flip=True
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        crop_padding=4,
+        random_flip=True,
+        platform=mesh.devices.flat[0].platform,
     )
     step = train.make_train_step(losses.get(loss_name), mesh, augmentation)
     batch_sharding = jax.NamedSharding(mesh, jax.P("data"))

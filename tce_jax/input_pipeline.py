@@ -28,10 +28,14 @@ Reproducibility, by construction:
   a key folded from (seed's "augment" stream, epoch, example index), so they
   need no state and do not depend on which batch, device or process sees the
   example.
-* Processes: process p of P builds rows [p * B / P, (p + 1) * B / P) of every
-  global batch (`process_rows`) and hands them to
-  `jax.make_array_from_process_local_data`; the global batch is the same for
-  every process count, so a resumed or rescaled run sees exactly the same data.
+* Processes: each process builds the rows of every global batch that its own
+  devices hold (`process_rows`: the blocks of the mesh's "data" positions
+  whose device belongs to it, in mesh order) and hands them to
+  `jax.make_array_from_process_local_data`. They need not be contiguous: on a
+  TPU pod `jax.make_mesh` orders the devices by the chip torus, so one host's
+  chips sit at interleaved positions. The global batch is the same for every
+  process count and device layout, so a resumed or rescaled run sees exactly
+  the same data.
 
 The config is trusted: `config_validation.validate` checked it at launch. The
 dataset table is `tce_jax.dataset_info`, loading it `tce_jax.tfds_data`, the
@@ -262,6 +266,7 @@ class Datasets:
             crop_padding=info.crop_padding if augment else 0,
             random_flip=info.random_flip and augment,
             seed=seed,
+            platform=mesh.devices.flat[0].platform,
         )
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -283,8 +288,7 @@ class Datasets:
           epoch: epoch number (>= 0); with the config seed it fixes the order
             (and, on the device, the augmentation: pass the same epoch to the
             train step).
-          batch_size: global batch size, a multiple of the "data" axis size and
-            of the process count.
+          batch_size: global batch size, a multiple of the "data" axis size.
 
         Yields:
           `steps_per_epoch(batch_size)` dicts of jax.Arrays: image uint8
@@ -295,10 +299,7 @@ class Datasets:
         self._check_batch_size(batch_size)
         config_validation.check_batch_fits(batch_size, self.num_train)
         local = self.local_train_batches(
-            epoch,
-            batch_size,
-            process_index=self._process_slot(batch_size),
-            process_count=jax.process_count(),
+            epoch, batch_size, rows=self._local_rows(batch_size)
         )
         return self.global_batches(local, batch_size)
 
@@ -322,10 +323,7 @@ class Datasets:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
         self._check_batch_size(batch_size, field="eval_batch_size")
         local = self.local_eval_batches(
-            split,
-            batch_size,
-            process_index=self._process_slot(batch_size),
-            process_count=jax.process_count(),
+            split, batch_size, rows=self._local_rows(batch_size)
         )
         return self.global_batches(local, batch_size)
 
@@ -349,14 +347,13 @@ class Datasets:
         )
 
     def local_train_batches(
-        self, epoch: int, batch_size: int, *, process_index: int, process_count: int
+        self, epoch: int, batch_size: int, *, rows: np.ndarray
     ) -> Iterator[Batch]:
-        """This process's rows of every global training batch, as numpy arrays.
+        """Rows ``rows`` of every global training batch, as numpy arrays.
 
-        `train_batches` is this with the real process index and count; tests call
-        it with others to emulate a multi-process run.
+        `train_batches` is this with this process's rows (`process_rows`); tests
+        pass other processes' rows to emulate a multi-process run.
         """
-        rows = process_rows(batch_size, process_index, process_count)
         order = self.train_order(epoch)
         for step in range(self.steps_per_epoch(batch_size)):
             indices = order[step * batch_size : (step + 1) * batch_size][rows]
@@ -368,10 +365,9 @@ class Datasets:
             }
 
     def local_eval_batches(
-        self, split: str, batch_size: int, *, process_index: int, process_count: int
+        self, split: str, batch_size: int, *, rows: np.ndarray
     ) -> Iterator[Batch]:
-        """This process's rows of every global evaluation batch, as numpy arrays."""
-        rows = process_rows(batch_size, process_index, process_count)
+        """Rows ``rows`` of every global evaluation batch, as numpy arrays."""
         if split == "test":
             indices = np.arange(self.num_test)
             images, labels, clean = self._test_images, self._test_labels, None
@@ -432,30 +428,8 @@ class Datasets:
             batch_size, self._mesh.shape[DATA_AXIS], field=field
         )
 
-    def _process_slot(self, batch_size: int) -> int:
-        """Which block of rows of a global batch this process's devices hold.
-
-        Read from the sharding rather than assumed to be `jax.process_index()`,
-        so that any mesh whose "data" axis keeps each process's devices together
-        gets its rows right, and any other mesh fails loudly.
-        """
-        rows_per_process = batch_size // jax.process_count()
-        device_rows = [
-            range(batch_size)[index[0]]
-            for index in self._sharding.addressable_devices_indices_map(
-                (batch_size,)
-            ).values()
-        ]
-        start = min(rows.start for rows in device_rows)
-        stop = max(rows.stop for rows in device_rows)
-        if stop - start != rows_per_process or start % rows_per_process:
-            raise ValueError(
-                f"this process's devices hold rows [{start}, {stop}) of a global "
-                f"batch of {batch_size}; the pipeline needs one contiguous block of "
-                f"{rows_per_process} rows per process: build the mesh with "
-                "jax.make_mesh, which keeps each process's devices together"
-            )
-        return start // rows_per_process
+    def _local_rows(self, batch_size: int) -> np.ndarray:
+        return process_rows(self._mesh, batch_size, jax.process_index())
 
     def _to_global(self, local_batch: Batch, batch_size: int) -> dict[str, jax.Array]:
         return {
@@ -467,27 +441,47 @@ class Datasets:
 
 
 def process_rows(
-    global_batch_size: int, process_index: int, process_count: int
-) -> slice:
-    """The contiguous rows of each global batch that one process produces.
+    mesh: jax.sharding.Mesh, global_batch_size: int, process_index: int
+) -> np.ndarray:
+    """The rows of each global batch that one process's devices hold, in mesh order.
 
-    Contiguous blocks match `jax.make_array_from_process_local_data` for meshes
-    whose "data" axis lists each process's devices together (as `jax.make_mesh`
-    does).
+    A global batch is sharded over the mesh axis "data" in equal blocks, block i
+    on the devices at position i of that axis (replicated over any other axis).
+    A process feeds the blocks of the positions where it has a device, in
+    increasing order, which is the order in which
+    `jax.make_array_from_process_local_data` takes this process's rows.
+
+    Args:
+      mesh: the mesh the batches are sharded over (any device objects with a
+        ``process_index``, so that tests can lay out mock TPU pods).
+      global_batch_size: rows of a global batch, a multiple of the "data" axis
+        size.
+      process_index: the process, as in ``jax.process_index()``.
+
+    Returns:
+      int64 [rows of this process], increasing.
     """
-    if not 0 <= process_index < process_count:
+    num_positions = mesh.shape[DATA_AXIS]
+    if global_batch_size % num_positions:
         raise ValueError(
-            f"process_index must be in [0, {process_count}), got {process_index}"
+            f"batch_size={global_batch_size} must be a multiple of the "
+            f"{num_positions} positions of the mesh axis {DATA_AXIS!r}"
         )
-    if global_batch_size % process_count:
-        raise ValueError(
-            f"batch_size={global_batch_size} must be a multiple of the process "
-            f"count {process_count}"
-        )
-    rows_per_process = global_batch_size // process_count
-    return slice(
-        process_index * rows_per_process, (process_index + 1) * rows_per_process
+    owners = np.vectorize(lambda device: device.process_index, otypes=[int])(
+        mesh.devices
     )
+    # One row per "data" position, one column per device along the other axes.
+    owners = np.moveaxis(owners, mesh.axis_names.index(DATA_AXIS), 0)
+    positions = np.flatnonzero(
+        (owners.reshape(num_positions, -1) == process_index).any(axis=1)
+    )
+    if not positions.size:
+        raise ValueError(
+            f"process {process_index} has no device in the mesh, so it holds no "
+            "rows of a batch: build the mesh over every process's devices"
+        )
+    block = global_batch_size // num_positions
+    return (positions[:, None] * block + np.arange(block)).ravel()
 
 
 # -------------------------------------------------------------------------- helpers

@@ -17,8 +17,9 @@ Three families, in the style of flax ``examples/imagenet``:
   suited to 28-32 px inputs (one 3x3 conv with stride 1, no max-pool).
 
 Every model takes NHWC float images and ``train: bool`` and returns float32
-logits. ``dtype`` is the computation dtype; parameters and BatchNorm
-statistics stay float32. BatchNorm uses ``use_running_average=not train`` and
+logits. ``dtype`` is the computation dtype of the convolutions and BatchNorm;
+parameters, BatchNorm statistics, the global pooling and the final dense layer
+stay float32. BatchNorm uses ``use_running_average=not train`` and
 keeps its running statistics in the ``'batch_stats'`` collection. Under
 ``jax.jit`` with the batch sharded over a device mesh, the batch mean is a
 reduction over the whole global array, so XLA computes the cross-device
@@ -223,9 +224,11 @@ class ResNet(nn.Module):
                 )(x)
         if preact:
             x = nn.relu(norm(name="final_norm")(x))
-        x = jnp.mean(x, axis=(1, 2))
-        x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
-        return x.astype(jnp.float32)
+        # Pooling and the head run in float32 whatever the computation dtype: in
+        # bfloat16 they would round the logits, hence the loss and the saved
+        # probabilities, to 8 significant bits. They cost next to nothing.
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        return nn.Dense(self.num_classes, dtype=jnp.float32, name="head")(x)
 
     def _width(self, filters: int) -> int:
         return max(1, round(filters * self.width_multiplier))

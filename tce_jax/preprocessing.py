@@ -38,6 +38,8 @@ class Preprocessing:
       random_flip: whether training images are mirrored left-right with
         probability 1/2.
       seed: the run's config seed; augmentation uses its "augment" stream.
+      platform: the platform of the devices the steps run on ("cpu", "gpu",
+        "tpu"); it picks how `normalise` computes.
     """
 
     mean: tuple[float, ...]
@@ -45,6 +47,7 @@ class Preprocessing:
     crop_padding: int = 0
     random_flip: bool = False
     seed: int = 0
+    platform: str = "cpu"
 
     @property
     def augments(self) -> bool:
@@ -52,7 +55,7 @@ class Preprocessing:
 
     def eval_images(self, images: jax.Array) -> jax.Array:
         """uint8 [B, H, W, C] -> normalised float32, as the model sees them."""
-        return normalise(images, mean=self.mean, std=self.std)
+        return normalise(images, mean=self.mean, std=self.std, platform=self.platform)
 
     def train_images(
         self, images: jax.Array, indices: jax.Array, epoch: jax.Array
@@ -90,18 +93,34 @@ class Preprocessing:
 
 
 def normalise(
-    images: jax.Array, *, mean: tuple[float, ...], std: tuple[float, ...]
+    images: jax.Array,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    platform: str = "cpu",
 ) -> jax.Array:
-    """``float32(images) * scale + offset`` per channel, rounded as numpy rounds it.
+    """``float32(images) * scale + offset`` per channel, ``scale = 1 / (255 std)``.
 
-    ``scale = 1 / (255 std)`` and ``offset = -mean / std`` in float32, multiply
-    then add, each rounded: the host pipeline's arithmetic before the images
-    moved to the device. XLA would contract the multiply and add into one fused
-    multiply-add (one rounding; on CPU that changed the last bit of a quarter to
-    a half of the 256 values per channel), so numpy computes the 256 results per
-    channel once and the device looks them up: bit-exact with the committed
-    results on every backend.
+    ``scale`` and ``offset = -mean / std`` are float32. On CPU the result is
+    bit-exact with numpy's multiply then add, each rounded, which is the
+    arithmetic the committed results were computed with: XLA would contract
+    the two into one fused multiply-add (one rounding, which changed the last
+    bit of a quarter to a half of the 256 values per channel), so numpy
+    computes the 256 results per channel once and the device looks them up.
+    Elsewhere (``platform`` "gpu" or "tpu") a gather per pixel is slow and no
+    committed result depends on the last bit: XLA computes the multiply-add.
+
+    Args:
+      images: uint8 [..., C].
+      mean, std: per-channel, on the [0, 1] scale.
+      platform: the platform the computation runs on.
+
+    Returns:
+      float32, the shape of ``images``.
     """
+    if platform != "cpu":
+        scale, offset = _scale_and_offset(mean, std)
+        return images.astype(jnp.float32) * scale + offset
     table = normalisation_table(mean, std)
     entries = images.astype(jnp.int32) * len(mean) + jnp.arange(len(mean))
     # The output is sharded like the images; explicit-axes meshes (jax.make_mesh's
@@ -113,17 +132,25 @@ def normalise(
     )
 
 
-def normalisation_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """float32 [256, C]: the normalised value of each uint8 level in each channel."""
+def _scale_and_offset(
+    mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [C] each: normalised = pixel * scale + offset."""
     scale = (1.0 / (255.0 * np.asarray(std))).astype(np.float32)
     offset = (-np.asarray(mean) / np.asarray(std)).astype(np.float32)
+    return scale, offset
+
+
+def normalisation_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """float32 [256, C]: the normalised value of each uint8 level in each channel."""
+    scale, offset = _scale_and_offset(mean, std)
     return np.arange(256, dtype=np.float32)[:, None] * scale + offset
 
 
 def normalise_on_host(
     images: np.ndarray, *, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> np.ndarray:
-    """`normalise` in NumPy: the same float32 values, for host-side uses."""
+    """`normalise` in NumPy, for host-side uses: its CPU values, bit for bit."""
     return normalisation_table(mean, std)[images, np.arange(len(mean))]
 
 

@@ -306,6 +306,23 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
+@jax.jit
+def _concatenate(chunks: list[Any]) -> Any:
+    """Joins same-structured outputs (scalars or batches) along their first axis."""
+    return jax.tree.map(
+        lambda *leaves: jnp.concatenate([jnp.atleast_1d(x) for x in leaves]), *chunks
+    )
+
+
+def _concatenate_to_host(chunks: list[Any]) -> Any:
+    """`_to_host` of the chunks joined on the device: one copy per array, not chunk.
+
+    Each copy from an accelerator is a round trip; the join is one small program
+    (compiled once per number of chunks).
+    """
+    return _to_host(_concatenate(chunks))
+
+
 def evaluate_split(
     eval_step: Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]],
     state: TrainState,
@@ -324,10 +341,10 @@ def evaluate_split(
     """
     # Dispatch every batch before reading any result back: the host keeps
     # feeding the devices while earlier batches compute.
-    outputs = _to_host([eval_step(state, batch) for batch in batches])
+    outputs = [eval_step(state, batch) for batch in batches]
     if not outputs:
         raise ValueError("the split has no examples")
-    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    merged = _concatenate_to_host(outputs)
     mask = merged.pop("mask").astype(bool)
     return {key: value[mask] for key, value in merged.items()}
 
@@ -494,9 +511,11 @@ class _StepProgress:
         )
 
 
-def _check_finite(losses_so_far: list[jax.Array], first_step: int, epoch: int) -> None:
-    """Raises NonFiniteLossError naming the first step whose loss is not finite."""
-    values = np.asarray(_to_host(losses_so_far), dtype=np.float64)
+def _check_finite(values: np.ndarray, first_step: int, epoch: int) -> None:
+    """Raises NonFiniteLossError naming the first step whose loss is not finite.
+
+    ``values`` are the losses of consecutive steps from ``first_step`` on.
+    """
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         step = first_step + int(bad[0])
@@ -847,23 +866,31 @@ def _run_epoch(
     The record of an epoch that is not evaluated has None for every accuracy.
     """
     first_step = (epoch - 1) * steps_per_epoch + 1
-    step_losses: list[jax.Array] = []
-    checked = 0
+    # The epoch's losses stay on the device until a progress line needs them;
+    # then those not yet read come back in one copy and are checked. A window
+    # is padded to its longest (with its last loss), so joining compiles once.
+    window_size = min(config.log_every_steps, steps_per_epoch)
+    unread: list[jax.Array] = []
+    step_losses = np.zeros(0, np.float32)
     # The epoch's throughput is timed from the end of its first step, so that the
     # first epoch's figure does not include compilation.
     timed_from = None
     progress.restart_window()
     for batch in datasets.train_batches(epoch - 1, config.batch_size):
         state, loss = train_step(state, batch, epoch - 1)
-        step_losses.append(loss)
-        step = first_step + len(step_losses) - 1
+        unread.append(loss)
+        num_steps = len(step_losses) + len(unread)
+        step = first_step + num_steps - 1
         if timed_from is None:
             jax.block_until_ready(loss)
             timed_from = time.perf_counter()
-        if step % config.log_every_steps == 0 or len(step_losses) == steps_per_epoch:
-            _check_finite(step_losses[checked:], first_step + checked, epoch)
-            checked = len(step_losses)
-            recent = float(np.mean(_to_host(step_losses[-config.log_every_steps :])))
+        if step % config.log_every_steps == 0 or num_steps == steps_per_epoch:
+            padded = unread + unread[-1:] * (window_size - len(unread))
+            window = _concatenate_to_host(padded)[: len(unread)]
+            _check_finite(window, first_step + len(step_losses), epoch)
+            step_losses = np.concatenate([step_losses, window])
+            unread = []
+            recent = float(np.mean(step_losses[-config.log_every_steps :]))
             progress.report(epoch, step, recent)
             writer.write_scalars(step, {"train_loss_running": recent})
     train_seconds = time.perf_counter() - timed_from
@@ -879,7 +906,7 @@ def _run_epoch(
         "epoch": epoch,
         "step": epoch * steps_per_epoch,
         "learning_rate": float(learning_rate(epoch * steps_per_epoch - 1)),
-        "train_loss": float(np.mean(_to_host(step_losses))),
+        "train_loss": float(np.mean(step_losses)),
         **accuracies,
         "images_per_second": (
             timed_steps * config.batch_size / train_seconds if timed_steps else None

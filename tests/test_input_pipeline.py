@@ -1,12 +1,14 @@
 """Tests for tce_jax.input_pipeline on tfds mock data, plus a real Fashion-MNIST slice.
 
 The emulated mesh has the four CPU devices that tests/conftest.py asks for;
-multi-process runs are emulated through `local_*_batches(process_index=...,
-process_count=...)`, the per-process row logic that `train_batches` and
-`eval_batches` use with the real process index. The on-device half (crop,
-flip, normalisation) is tested in test_preprocessing.py.
+multi-process runs are emulated through `local_*_batches(rows=...)` with the
+rows `process_rows` gives each process of a mesh, which is what `train_batches`
+and `eval_batches` do with the real process index. Meshes of multi-host TPU
+pods are laid out by `jax.make_mesh` itself on mock TPU devices. The on-device
+half (crop, flip, normalisation) is tested in test_preprocessing.py.
 """
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -17,7 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from tce_jax import (
     config_validation,
@@ -164,16 +166,19 @@ def test_eval_batches_pad_and_mask_so_each_example_counts_once(mock, split):
         np.testing.assert_array_equal(is_noisy, labels != clean)
 
 
+def _contiguous_rows(batch_size, process_index, process_count):
+    """The rows of one of `process_count` processes that each hold a block."""
+    return np.split(np.arange(batch_size), process_count)[process_index]
+
+
 @pytest.mark.parametrize("process_count", [1, 2, 4])
 def test_processes_build_their_rows_and_cover_each_example_once(mock, process_count):
     datasets, _ = mock
-    reference = list(
-        datasets.local_train_batches(1, BATCH, process_index=0, process_count=1)
-    )
+    reference = list(datasets.local_train_batches(1, BATCH, rows=np.arange(BATCH)))
     per_process = [
         list(
             datasets.local_train_batches(
-                1, BATCH, process_index=p, process_count=process_count
+                1, BATCH, rows=_contiguous_rows(BATCH, p, process_count)
             )
         )
         for p in range(process_count)
@@ -190,11 +195,169 @@ def test_processes_build_their_rows_and_cover_each_example_once(mock, process_co
             batch["index"][batch["mask"]]
             for p in range(process_count)
             for batch in datasets.local_eval_batches(
-                "test", BATCH, process_index=p, process_count=process_count
+                "test", BATCH, rows=_contiguous_rows(BATCH, p, process_count)
             )
         ]
     )
     np.testing.assert_array_equal(np.sort(evaluated), np.arange(datasets.num_test))
+
+
+# ------------------------------------------------------------- multi-host TPU pods
+
+
+@dataclasses.dataclass(frozen=True)
+class MockTpuDevice:
+    """What jax.make_mesh reads of a TPU device to lay out the chip torus."""
+
+    id: int
+    process_index: int
+    coords: tuple[int, int, int]
+    device_kind: str
+    core_on_chip: int = 0
+    slice_index: int = 0
+    platform: str = "tpu"
+
+
+CHIPS_PER_HOST = 4
+
+
+def _mock_tpu_pod(device_kind, topology):
+    """One slice of `topology` chips (x, y, z), 2x2x1 chips per host, as jax.devices().
+
+    Hosts tile the torus x fastest, then y, then z; devices are numbered host by
+    host, each host's chips x fastest (jax.devices() is process-major).
+    """
+    size_x, size_y, size_z = topology
+    hosts = [
+        (x, y, z)
+        for z in range(size_z)
+        for y in range(0, size_y, 2)
+        for x in range(0, size_x, 2)
+    ]
+    return [
+        MockTpuDevice(
+            id=CHIPS_PER_HOST * host + chip,
+            process_index=host,
+            coords=(x + chip % 2, y + chip // 2, z),
+            device_kind=device_kind,
+        )
+        for host, (x, y, z) in enumerate(hosts)
+        for chip in range(CHIPS_PER_HOST)
+    ]
+
+
+# (device kind, chip topology, mesh axes, whether jax.make_mesh interleaves the
+# hosts along "data"). Only interleaved layouts broke a block of contiguous rows
+# per process; the others check that the general rule keeps them right.
+TPU_POD_MESHES = [
+    ("TPU v4", (2, 2, 4), {"data": 16}, True),
+    ("TPU v4", (2, 4, 4), {"data": 32}, True),
+    ("TPU v4", (4, 4, 4), {"data": 64}, True),
+    ("TPU v5p", (2, 2, 4), {"data": 16}, True),
+    ("TPU v5p", (4, 4, 4), {"data": 64}, True),
+    ("TPU v5 lite", (4, 4, 1), {"data": 16}, True),
+    ("TPU v5 lite", (4, 8, 1), {"data": 32}, True),
+    ("TPU v6 lite", (4, 4, 1), {"data": 16}, True),
+    ("TPU v6 lite", (4, 8, 1), {"data": 32}, True),
+    # Batches replicated over a second axis: processes share rows.
+    ("TPU v4", (2, 2, 4), {"data": 8, "model": 2}, True),
+    ("TPU v5p", (4, 4, 4), {"data": 16, "model": 4}, True),
+    ("TPU v6 lite", (4, 4, 1), {"data": 4, "model": 4}, False),
+]
+
+
+def _random_cifar_datasets(mesh):
+    """cifar10-shaped random data with enough examples for a 64-chip batch."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 200).astype(np.int32)
+    return input_pipeline.build_datasets(
+        _config("cifar10"),
+        mesh=mesh,
+        train_images=images,
+        train_labels=labels,
+        test_images=images[:70],
+        test_labels=labels[:70],
+    )
+
+
+@pytest.fixture(scope="module")
+def pod_datasets():
+    return _random_cifar_datasets(_mesh())
+
+
+@pytest.mark.parametrize(
+    ("device_kind", "topology", "axes", "interleaved"), TPU_POD_MESHES
+)
+def test_each_process_feeds_the_rows_its_devices_hold_on_tpu_pods(
+    pod_datasets, device_kind, topology, axes, interleaved
+):
+    devices = _mock_tpu_pod(device_kind, topology)
+    mesh = jax.make_mesh(tuple(axes.values()), tuple(axes), devices=devices)
+    num_processes = len(devices) // CHIPS_PER_HOST
+    batch_size = 2 * axes["data"]
+    rows = [
+        input_pipeline.process_rows(mesh, batch_size, p) for p in range(num_processes)
+    ]
+    assert interleaved == any(np.any(np.diff(process) != 1) for process in rows)
+
+    # A process feeds exactly the rows its devices hold, in increasing order,
+    # which is how jax.make_array_from_process_local_data reads them.
+    device_rows = NamedSharding(mesh, PartitionSpec("data")).devices_indices_map(
+        (batch_size,)
+    )
+    for p, process in enumerate(rows):
+        held = {
+            row
+            for device, (index,) in device_rows.items()
+            if device.process_index == p
+            for row in range(batch_size)[index]
+        }
+        np.testing.assert_array_equal(process, sorted(held))
+
+    # Every device gets its rows of the global batch.
+    global_batch = next(
+        pod_datasets.local_train_batches(0, batch_size, rows=np.arange(batch_size))
+    )
+    local_batches = [
+        next(pod_datasets.local_train_batches(0, batch_size, rows=process))
+        for process in rows
+    ]
+    for device, (index,) in device_rows.items():
+        process = rows[device.process_index]
+        local = local_batches[device.process_index]
+        in_local = np.searchsorted(process, range(batch_size)[index])
+        for name, values in global_batch.items():
+            np.testing.assert_array_equal(local[name][in_local], values[index])
+
+    # Evaluation covers each test example once over the processes' distinct rows.
+    distinct = {tuple(process) for process in rows}
+    evaluated = np.concatenate(
+        [
+            batch["index"][batch["mask"]]
+            for process in distinct
+            for batch in pod_datasets.local_eval_batches(
+                "test", batch_size, rows=np.asarray(process)
+            )
+        ]
+    )
+    np.testing.assert_array_equal(np.sort(evaluated), np.arange(pod_datasets.num_test))
+
+
+def test_batches_are_normalised_as_the_platform_of_the_mesh_needs(pod_datasets):
+    # The table lookup on CPU (bit-exact with the committed results), a
+    # multiply-add on accelerators (see test_preprocessing.py).
+    assert pod_datasets.preprocessing.platform == "cpu"
+    pod = jax.make_mesh((16,), ("data",), devices=_mock_tpu_pod("TPU v4", (2, 2, 4)))
+    assert _random_cifar_datasets(pod).preprocessing.platform == "tpu"
+
+
+def test_process_rows_rejects_a_process_without_devices_and_a_ragged_batch():
+    mesh = jax.make_mesh((16,), ("data",), devices=_mock_tpu_pod("TPU v4", (2, 2, 4)))
+    with pytest.raises(ValueError, match="process 4 has no device in the mesh"):
+        input_pipeline.process_rows(mesh, 32, 4)
+    with pytest.raises(ValueError, match="multiple of the 16 positions"):
+        input_pipeline.process_rows(mesh, 40, 0)
 
 
 def test_labels_saved_in_workdir(mock):
@@ -229,8 +392,8 @@ def test_rebuilt_pipeline_gives_identical_data_so_resume_is_exact(cifar):
 
 
 def test_order_does_not_depend_on_batch_size(cifar):
-    small = list(cifar.local_train_batches(0, 4, process_index=0, process_count=1))
-    large = list(cifar.local_train_batches(0, 8, process_index=0, process_count=1))
+    small = list(cifar.local_train_batches(0, 4, rows=np.arange(4)))
+    large = list(cifar.local_train_batches(0, 8, rows=np.arange(8)))
     small_indices = np.concatenate([b["index"] for b in small])
     large_indices = np.concatenate([b["index"] for b in large])
     common = min(small_indices.size, large_indices.size)
@@ -401,8 +564,6 @@ def test_bad_runtime_arguments(cifar):
         cifar.train_batches(-1, 8)
     with pytest.raises(ValueError, match="exceeds the 36 training examples"):
         cifar.train_batches(0, 40)
-    with pytest.raises(ValueError, match="multiple of the process count 3"):
-        next(cifar.local_train_batches(0, 8, process_index=0, process_count=3))
     with pytest.raises(ValueError, match="train_subset=50 exceeds"):
         _mock_datasets(_config(**{"data.train_subset": 50}))
     with pytest.raises(ValueError, match="axis named 'data'"):

@@ -72,7 +72,7 @@ class ModelFamiliesTest(parameterized.TestCase):
         for a, b in zip(old, eval_stats, strict=True):
             np.testing.assert_array_equal(a, b)
 
-    def test_params_are_float32_and_bfloat16_runs(self):
+    def test_bfloat16_runs_with_float32_params_pooling_and_head(self):
         variables, train_logits, _, eval_logits, _ = _run(
             "resnet8", dtype=jnp.bfloat16, channels=1
         )
@@ -81,6 +81,25 @@ class ModelFamiliesTest(parameterized.TestCase):
         self.assertEqual(train_logits.dtype, jnp.float32)
         self.assertTrue(np.all(np.isfinite(train_logits)))
         self.assertTrue(np.all(np.isfinite(eval_logits)))
+        # A bfloat16 head would round the logits to 8 significant bits.
+        for logits in (np.asarray(train_logits), np.asarray(eval_logits)):
+            rounded = logits.astype(jnp.bfloat16).astype(np.float32)
+            self.assertGreater(np.mean(logits != rounded), 0.5)
+        # The head (the only dot_general; every family shares it) is float32.
+        model = models.get(
+            "resnet8",
+            num_classes=_NUM_CLASSES,
+            width_multiplier=0.25,
+            dtype=jnp.bfloat16,
+        )
+        images = jnp.zeros((2, 8, 8, 1))
+        jaxpr = jax.make_jaxpr(lambda v: model.apply(v, images, train=False))(
+            variables
+        ).jaxpr
+        [head] = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+        self.assertEqual(
+            [v.aval.dtype for v in (*head.invars, *head.outvars)], [jnp.float32] * 3
+        )
 
     def test_names(self):
         self.assertEqual(

@@ -4,7 +4,9 @@ Two launch.py processes with one CPU device each join through jax.distributed
 over localhost (Gloo collectives), once told the coordinator by flags and once
 as under srun (from SLURM's variables, which jax reads), and train
 tests/tiny_run.py's tiny cpu_smoke run on the synthetic data; a single process with
-two emulated devices trains the same run as the reference. Process 1 runs
+two emulated devices trains the same run as the reference. Two processes with
+two devices each, on a mesh that interleaves them as TPU pods do, build the
+same global batches as one process. Process 1 runs
 under an audit hook that fails it on any file write in the workdir outside
 ``checkpoints/``: only process 0 writes the run's files. Checkpoints are
 orbax's joint work: process 0 writes the replicated train state and every
@@ -257,3 +259,74 @@ def test_a_lost_peer_is_named_when_it_can_be_and_an_own_failure_is_told_apart():
         "stopped: process 0 of 2 failed (RuntimeError: RESOURCE_EXHAUSTED"
     )
     assert all("relaunch every process with the same command" in x for x in lines)
+
+
+# Each of two processes with two CPU devices builds its rows of global batches
+# sharded over a mesh that alternates the processes' devices (as jax.make_mesh
+# does on TPU pods), and checks the assembled batches against the whole batch.
+INTERLEAVED_MESH_BATCHES = f"""
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(
+    coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2])
+)
+import tiny_run
+from tce_jax import input_pipeline
+by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+mesh = jax.sharding.Mesh(np.array(by_process).reshape(2, 2).T.ravel(), ("data",))
+rows = input_pipeline.process_rows(mesh, 8, jax.process_index())
+assert rows.tolist() == [[0, 1, 4, 5], [2, 3, 6, 7]][jax.process_index()], rows
+config = tiny_run.tiny_config()
+info = input_pipeline.DATASETS[config.data.dataset]
+train_images, train_labels = tiny_run.fake_load_split(info, "train")
+test_images, test_labels = tiny_run.fake_load_split(info, "test")
+datasets = input_pipeline.build_datasets(
+    config, mesh=mesh, train_images=train_images, train_labels=train_labels,
+    test_images=test_images, test_labels=test_labels,
+)
+whole = np.arange(8)
+pairs = [
+    (datasets.train_batches(1, 8), datasets.local_train_batches(1, 8, rows=whole)),
+    (
+        datasets.eval_batches("test", 8),
+        datasets.local_eval_batches("test", 8, rows=whole),
+    ),
+]
+for global_batches, whole_batches in pairs:
+    for got, want in zip(global_batches, whole_batches, strict=True):
+        got = multihost_utils.process_allgather(got, tiled=True)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+print("same batches")
+"""
+
+
+def test_processes_feed_a_mesh_that_interleaves_their_devices(
+    compilation_cache, tmp_path
+):
+    port = _free_port()
+    processes = []
+    for process_id in (0, 1):
+        log = tmp_path / f"process{process_id}.log"
+        with open(log, "w") as output:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    INTERLEAVED_MESH_BATCHES,
+                    f"localhost:{port}",
+                    str(process_id),
+                ],
+                cwd=ROOT,
+                env=_environment(compilation_cache, 2),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        process.log = log
+        processes.append(process)
+    for output in _finish(processes):
+        assert "same batches" in output

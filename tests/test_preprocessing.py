@@ -2,7 +2,7 @@
 
 The augmentation must be a pure function of (seed, epoch, example index): the
 same for any batch size, device count and process count (processes are
-emulated with `Datasets.local_train_batches(process_index=..., ...)`, as in
+emulated with `Datasets.local_train_batches(rows=...)`, as in
 test_input_pipeline.py), and normalisation must stay bit-exact with numpy's
 float32 arithmetic, which the committed results were computed with.
 """
@@ -59,10 +59,7 @@ def _decisions(pre, indices, epoch):
 
 def test_normalise_is_bit_exact_with_numpy_float32_for_every_dataset():
     for info in input_pipeline.DATASETS.values():
-        channels = info.image_shape[-1]
-        images = np.repeat(
-            np.arange(256, dtype=np.uint8)[None, :, None, None], channels, axis=-1
-        )
+        images = _uint8_levels(info.image_shape[-1])
         scale = (1.0 / (255.0 * np.asarray(info.std))).astype(np.float32)
         offset = (-np.asarray(info.mean) / np.asarray(info.std)).astype(np.float32)
         want = images.astype(np.float32) * scale + offset
@@ -74,6 +71,43 @@ def test_normalise_is_bit_exact_with_numpy_float32_for_every_dataset():
         on_host = preprocessing.normalise_on_host(images, mean=info.mean, std=info.std)
         assert on_host.dtype == np.float32
         np.testing.assert_array_equal(on_host, want, err_msg=info.name)
+
+
+def _uint8_levels(channels):
+    """Every uint8 level in every channel: [1, 256, 1, channels]."""
+    return np.repeat(
+        np.arange(256, dtype=np.uint8)[None, :, None, None], channels, axis=-1
+    )
+
+
+@pytest.mark.parametrize("platform", ["gpu", "tpu"])
+def test_off_cpu_normalise_is_a_multiply_add_without_a_gather(platform):
+    """Off CPU: x * scale + offset as XLA fuses it, within rounding of numpy's.
+
+    Two roundings (numpy) and one (a fused multiply-add) differ by at most an
+    ulp of the larger term, more than an ulp of the result where they cancel.
+    """
+    for info in input_pipeline.DATASETS.values():
+        images = _uint8_levels(info.image_shape[-1])
+        scale = (1.0 / (255.0 * np.asarray(info.std))).astype(np.float32)
+        offset = (-np.asarray(info.mean) / np.asarray(info.std)).astype(np.float32)
+        product = images.astype(np.float32) * scale
+        numpy_values = product + offset
+        arithmetic, table = (
+            jax.jit(
+                functools.partial(
+                    preprocessing.normalise, mean=info.mean, std=info.std, platform=p
+                )
+            )
+            for p in (platform, "cpu")
+        )
+        got = arithmetic(images)
+        assert got.dtype == np.float32
+        rounding = np.finfo(np.float32).eps * np.maximum(abs(product), abs(offset))
+        assert np.all(abs(np.asarray(got) - numpy_values) <= rounding)
+        # The platform picks the computation: a gather from the table on CPU only.
+        assert "gather" not in arithmetic.lower(images).as_text()
+        assert "gather" in table.lower(images).as_text()
 
 
 @pytest.mark.parametrize("random_flip", [False, True])
@@ -151,7 +185,7 @@ def test_augmentation_is_the_same_for_1_and_4_devices_and_1_and_2_processes():
                     )
                 )
                 for batch in datasets.local_train_batches(
-                    2, batch_size, process_index=p, process_count=2
+                    2, batch_size, rows=np.split(np.arange(batch_size), 2)[p]
                 )
             ]
         )

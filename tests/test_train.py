@@ -178,6 +178,35 @@ def test_eval_every_epochs_skips_evaluation_but_not_training(reference_run, tmp_
     assert summary["final_test_accuracy"] == reference_summary["final_test_accuracy"]
 
 
+def test_losses_and_eval_outputs_reach_the_host_in_one_copy_per_window_and_split(
+    tmp_path, monkeypatch
+):
+    copies = []
+    to_host = train._to_host
+
+    def recording_to_host(tree):
+        copies.append(jax.tree.map(lambda x: (x.shape, x.dtype), tree))
+        return to_host(tree)
+
+    monkeypatch.setattr(train, "_to_host", recording_to_host)
+    config = tiny_config(num_epochs=2)
+    train.train_and_evaluate(config, str(tmp_path))
+    loss_copies = [copy for copy in copies if not isinstance(copy, dict)]
+    eval_copies = [copy for copy in copies if isinstance(copy, dict)]
+    # 10 steps per epoch, a progress line every 4 steps and at the end of an
+    # epoch: steps 4, 8, 10, 12, 16 and 20, one array each, every window
+    # padded to 4 so that one program joins them.
+    assert config.log_every_steps == 4
+    assert loss_copies == [((4,), np.float32)] * 6
+    # Each evaluated split comes back as one array per output, all its padded
+    # batches together: train 320 examples, val 80, test 150, in batches of 64.
+    lengths = set()
+    for copy in eval_copies:
+        (length,) = {shape[0] for shape, _ in copy.values()}
+        lengths.add(length)
+    assert lengths == {5 * 64, 2 * 64, 3 * 64}
+
+
 def test_test_set_is_skipped_except_where_a_reported_number_needs_it(
     reference_run, tmp_path
 ):
