@@ -56,6 +56,7 @@ def write_report(
     out_dir: str | pathlib.Path | None = None,
     *,
     curves_per_seed: bool = False,
+    also: Sequence[str | pathlib.Path] = (),
 ) -> pathlib.Path:
     """Writes results.csv, results.md and the plots; prints the tables.
 
@@ -64,6 +65,8 @@ def write_report(
       out_dir: where to write (default <sweep_dir>/report).
       curves_per_seed: draw one line per seed in curves_*.png, besides the
         mean and band over seeds.
+      also: other sweep dirs whose runs join the tables and plots (for
+        example the committed CE runs a new loss is compared with).
 
     Returns:
       The report directory (default <sweep_dir>/report).
@@ -71,7 +74,7 @@ def write_report(
     sweep_dir = pathlib.Path(sweep_dir)
     out_dir = pathlib.Path(out_dir) if out_dir else sweep_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = report_tables.collect(sweep_dir)
+    rows = report_tables.collect_many(sweep_dir, also)
     _warn_on_summary_mismatch(rows, sweep_dir)
     _warn_on_mixed_machines(rows, sweep_dir)
     report_tables.write_csv(rows, out_dir / "results.csv")
@@ -82,6 +85,7 @@ def write_report(
         + report_plots.plot_curves(rows, out_dir, per_seed=curves_per_seed)
         + report_plots.plot_gradient_weights(rows, sweep_dir, out_dir)
         + report_plots.plot_accuracy_vs_alpha(rows, out_dir)
+        + report_plots.plot_alpha(rows, out_dir)
     )
     print(tables)
     print(f"Report in {out_dir}/: results.csv, results.md and {len(plots)} plots:")
@@ -168,7 +172,19 @@ def main(argv: Sequence[str]) -> int:
             print(f"report: --update_readme: {error}", file=sys.stderr)
             return 2
         return 0
-    write_report(sweep_dir, curves_per_seed=flags.FLAGS.curves_per_seed)
+    also = [path for path in flags.FLAGS.also if path]
+    for path in also:
+        if not pathlib.Path(path).is_dir():
+            print(
+                f"report: --also={path}: no such directory; allowed: sweep directories",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        write_report(sweep_dir, curves_per_seed=flags.FLAGS.curves_per_seed, also=also)
+    except ValueError as error:
+        print(f"report: --also: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -182,6 +198,11 @@ if __name__ == "__main__":
         "curves_per_seed",
         False,
         "curves_*.png: one line per seed too, besides the mean and band over seeds.",
+    )
+    flags.DEFINE_list(
+        "also",
+        [],
+        "Other sweep directories whose runs join this report (comma-separated).",
     )
     flags.DEFINE_bool(
         "update_readme",

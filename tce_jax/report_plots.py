@@ -19,7 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from tce_jax import losses, run_files
-from tce_jax.report_tables import group_by, losses_in_order, mean_std, tce_alpha
+from tce_jax.report_tables import (
+    group_by,
+    is_auto_alpha_tce,
+    is_fixed_alpha_tce,
+    losses_in_order,
+    mean_std,
+    tce_alpha,
+)
 from tce_jax.run_files import FINISHED
 
 
@@ -71,6 +78,10 @@ def plot_accuracy_vs_noise(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
                 stats = [mean_std([r[key] for r in by_rate[(rate,)]]) for rate in rates]
                 means = np.array([100 * s[0] for s in stats])
                 stds = np.nan_to_num(np.array([100 * s[1] for s in stats]))
+                # The self-tuning TCE is drawn thick and on top of the others.
+                on_top = any(
+                    is_auto_alpha_tce(r) for r in setting_rows if r["loss"] == loss
+                )
                 ax.errorbar(
                     rates,
                     means,
@@ -79,6 +90,8 @@ def plot_accuracy_vs_noise(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
                     capsize=3,
                     label=loss,
                     color=colors[loss],
+                    linewidth=3 if on_top else 1.5,
+                    zorder=4 if on_top else 2,
                 )
             ax.set_title(f"Test accuracy at the {title}")
             ax.set_xlabel(f"{kind} noise rate")
@@ -265,7 +278,7 @@ def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
             (
                 (row, tce_alpha(row))
                 for row in first_seed.values()
-                if row["loss_name"] == "tce" and tce_alpha(row) > 0
+                if is_fixed_alpha_tce(row) and tce_alpha(row) > 0
             ),
             key=lambda panel: panel[1],
         )
@@ -310,7 +323,7 @@ def plot_gradient_weights(rows, sweep_dir: pathlib.Path, out_dir: pathlib.Path):
             noisy_share = weight[is_noisy].sum() / max(weight.sum(), 1e-12)
             ax.set_yscale("log")
             ax.set_xlabel(f"w = p_y / (α + (1-α) p_y), α={alpha:g}")
-            if row["loss_name"] == "tce":
+            if is_fixed_alpha_tce(row):
                 title = f"TCE α={alpha:g}: its gradient weight"
             else:
                 title = f"{row['loss']} model (own weight ≡ 1): TCE's w there"
@@ -345,7 +358,7 @@ def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
     for (dataset, kind), setting_rows in group_by(
         finished, ("dataset", "noise_kind")
     ).items():
-        tce = [row for row in setting_rows if row["loss_name"] == "tce"]
+        tce = [row for row in setting_rows if is_fixed_alpha_tce(row)]
         alpha_of = {id(row): tce_alpha(row) for row in tce}
         if len(set(alpha_of.values())) < 2:
             continue
@@ -400,4 +413,40 @@ def plot_accuracy_vs_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
         paths.append(
             _save(figure, out_dir / f"accuracy_vs_alpha_{_slug(dataset, kind)}.png")
         )
+    return paths
+
+
+def plot_alpha(rows, out_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Alpha against epoch for the runs whose alpha the rule set, one band per
+    scenario (noise kind and rate): mean over seeds, min-max band."""
+    auto = [
+        row
+        for row in rows
+        if row["status"] == FINISHED and is_auto_alpha_tce(row) and row["metrics"]
+    ]
+    paths = []
+    for (dataset,), dataset_rows in group_by(auto, ("dataset",)).items():
+        figure = Figure(figsize=(7, 4.2), layout="constrained")
+        ax = figure.subplots()
+        scenarios = group_by(dataset_rows, ("noise_kind", "noise_rate", "loss"))
+        for (kind, rate, loss), cell in sorted(scenarios.items()):
+            epochs = [m["epoch"] for m in cell[0]["metrics"]]
+            alphas = np.array([[m["alpha"] for m in row["metrics"]] for row in cell])
+            label = f"{kind} {rate:g}" + ("" if loss == "tce-auto" else f" ({loss})")
+            (line,) = ax.plot(
+                epochs, alphas.mean(axis=0), label=f"{label} (n={len(cell)})"
+            )
+            ax.fill_between(
+                epochs,
+                alphas.min(axis=0),
+                alphas.max(axis=0),
+                alpha=0.2,
+                color=line.get_color(),
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("alpha")
+        ax.set_title(f"{dataset}: alpha set by the rule (mean, min-max over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        paths.append(_save(figure, out_dir / f"alpha_{_slug(dataset)}.png"))
     return paths

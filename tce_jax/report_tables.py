@@ -185,6 +185,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 noisy_rates,
                 lambda row: row["memorized_fraction"],
             )
+        lines += _alpha_table(setting_rows)
         lines += _rate_table(
             "Fall of test accuracy from its highest evaluated epoch to the final "
             "epoch (points; mean ± std over seeds): what fitting the noise cost. "
@@ -368,7 +369,7 @@ def choose_tce_alpha_on_validation(
         row
         for row in rows
         if row["status"] == FINISHED
-        and row["loss_name"] == "tce"
+        and is_fixed_alpha_tce(row)
         and row["best_val_accuracy"] is not None
     ]
     groups = group_by(candidates, ("dataset", "noise_kind", "noise_rate", "seed"))
@@ -399,3 +400,66 @@ def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:
 def tce_alpha(row: dict[str, Any]) -> float:
     """The alpha of a TCE run (the registry's default if the run did not set it)."""
     return json.loads(row["loss_hparams"]).get("alpha", losses.DEFAULT_TCE_ALPHA)
+
+
+def is_fixed_alpha_tce(row: dict[str, Any]) -> bool:
+    """A TCE run with one alpha throughout (not ``alpha_rule = "auto"``)."""
+    hparams = json.loads(row["loss_hparams"])
+    return row["loss_name"] == "tce" and hparams.get("alpha_rule", "fixed") == "fixed"
+
+
+def is_auto_alpha_tce(row: dict[str, Any]) -> bool:
+    """A TCE run whose alpha the training labels set (``alpha_rule = "auto"``)."""
+    return row["loss_name"] == "tce" and not is_fixed_alpha_tce(row)
+
+
+def collect_many(
+    sweep_dir: str | pathlib.Path, also: Sequence[str | pathlib.Path] = ()
+) -> list[dict[str, Any]]:
+    """``collect(sweep_dir)`` plus the runs of other sweep dirs, for one table.
+
+    Runs from ``also`` keep their absolute path in ``run``. A cell (dataset,
+    noise kind, rate, loss, seed) found in two dirs is refused: the tables
+    would silently average two runs of one seed.
+
+    Raises:
+      ValueError: naming the duplicated cell and both runs.
+    """
+    rows = collect(sweep_dir)
+    for other in also:
+        for row in collect(other):
+            row["run"] = str((pathlib.Path(other) / row["run"]).resolve())
+            rows.append(row)
+    seen = {}
+    for row in rows:
+        cell = tuple(
+            row[key] for key in ("dataset", "noise_kind", "noise_rate", "loss", "seed")
+        )
+        if cell in seen:
+            raise ValueError(f"{seen[cell]} and {row['run']} are the same cell {cell}")
+        seen[cell] = row["run"]
+    return rows
+
+
+def _alpha_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The alpha the auto rule set (its final epoch's), per rate: mean and seeds."""
+    auto = [row for row in setting_rows if is_auto_alpha_tce(row) and row["metrics"]]
+    if not auto:
+        return []
+    lines = [
+        "",
+        "Alpha the rule set (alpha_rule = auto; held from the half to the end): "
+        "mean [each seed].",
+        "",
+        "| loss | noise rate | alpha |",
+        "|---|---|---|",
+    ]
+    for (loss, rate), cell in sorted(group_by(auto, ("loss", "noise_rate")).items()):
+        alphas = [row["metrics"][-1]["alpha"] for row in sorted(cell, key=_seed)]
+        seeds = ", ".join(f"{alpha:.3f}" for alpha in alphas)
+        lines.append(f"| {loss} | {rate:g} | {np.mean(alphas):.3f} [{seeds}] |")
+    return lines
+
+
+def _seed(row: dict[str, Any]) -> int:
+    return row["seed"]
