@@ -51,6 +51,14 @@ from tce_jax.run_files import FINISHED
 REPORT_DIR = "report"
 
 
+def results_title(
+    sweep_dir: str | pathlib.Path, also: Sequence[str | pathlib.Path] = ()
+) -> str:
+    """The first line of results.md: the sweep, and the sweeps joined with --also."""
+    title = f"# Results of {sweep_dir}"
+    return title + (f" with {', '.join(map(str, also))}" if also else "")
+
+
 def write_report(
     sweep_dir: str | pathlib.Path,
     out_dir: str | pathlib.Path | None = None,
@@ -79,7 +87,7 @@ def write_report(
     _warn_on_mixed_machines(rows, sweep_dir)
     report_tables.write_csv(rows, out_dir / "results.csv")
     tables = report_tables.markdown_tables(rows)
-    (out_dir / "results.md").write_text(f"# Results of {sweep_dir}\n\n{tables}")
+    (out_dir / "results.md").write_text(f"{results_title(sweep_dir, also)}\n\n{tables}")
     plots = (
         report_plots.plot_accuracy_vs_noise(rows, out_dir)
         + report_plots.plot_curves(rows, out_dir, per_seed=curves_per_seed)

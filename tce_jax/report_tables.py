@@ -419,7 +419,7 @@ def collect_many(
     """``collect(sweep_dir)`` plus the runs of other sweep dirs, for one table.
 
     Runs from ``also`` keep their absolute path in ``run``. A cell (dataset,
-    noise kind, rate, loss, seed) found in two dirs is refused: the tables
+    noise kind, rate, loss, seed) finished in two dirs is refused: the tables
     would silently average two runs of one seed.
 
     Raises:
@@ -432,6 +432,8 @@ def collect_many(
             rows.append(row)
     seen = {}
     for row in rows:
+        if row["status"] != FINISHED:
+            continue
         cell = tuple(
             row[key] for key in ("dataset", "noise_kind", "noise_rate", "loss", "seed")
         )

@@ -124,10 +124,23 @@ def test_results_readmes_include_the_tables_their_runs_give(results_dir):
 
 
 def test_committed_reports_regenerate_identically():
-    for results_dir in sorted(COMMITTED_RESULTS.iterdir()):
-        tables = report_tables.markdown_tables(report_tables.collect(results_dir))
-        committed = (results_dir / report.REPORT_DIR / "results.md").read_text()
-        assert committed == f"# Results of results/{results_dir.name}\n\n{tables}"
+    # Every committed sweep dir (a grid, or one part of a grid in parts), with
+    # the sweeps its report joined (--also, named in its first line).
+    sweep_dirs = sorted(path.parent for path in COMMITTED_RESULTS.glob("*/sweep.json"))
+    sweep_dirs += sorted(
+        path.parent for path in COMMITTED_RESULTS.glob("*/*/sweep.json")
+    )
+    assert len(sweep_dirs) >= 13
+    repo = COMMITTED_RESULTS.parent
+    for sweep_dir in sweep_dirs:
+        committed = (sweep_dir / report.REPORT_DIR / "results.md").read_text()
+        title = committed.splitlines()[0]
+        _, _, joined = title.partition(" with ")
+        also = joined.split(", ") if joined else []
+        rows = report_tables.collect_many(sweep_dir, [repo / path for path in also])
+        relative = sweep_dir.relative_to(repo)
+        expected = report.results_title(relative, also)
+        assert committed == f"{expected}\n\n{report_tables.markdown_tables(rows)}"
 
 
 def test_report_warns_when_runs_come_from_several_machine_types(sweep_dir, caplog):

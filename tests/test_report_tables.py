@@ -193,3 +193,16 @@ def test_no_chosen_alpha_row_without_tce_runs(tmp_path):
     assert report_tables.CHOSEN_ALPHA_ROW not in report_tables.markdown_tables(
         report_tables.collect(tmp_path)
     )
+
+
+def test_collect_many_joins_other_sweeps_and_refuses_a_cell_found_twice(
+    sweep_dir, tmp_path_factory
+):
+    import shutil
+
+    other = tmp_path_factory.mktemp("other") / "sweep"
+    shutil.copytree(sweep_dir, other)
+    with pytest.raises(ValueError, match="are the same cell"):
+        report_tables.collect_many(sweep_dir, [other])
+    rows = report_tables.collect_many(sweep_dir, [])
+    assert rows == report_tables.collect(sweep_dir)
