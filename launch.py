@@ -4,35 +4,18 @@ r"""Trains one classifier under label noise: flags in, train.train_and_evaluate 
   python3 launch.py --config=configs/cifar10.py --workdir=runs/c10_gce_40 \
       --config.loss.name=gce --config.loss.q=0.7 --config.noise.rate=0.4
 
-Any config field can be overridden with ``--config.<path>=<value>``. The whole
-config is checked before any work: an invalid value ends the launch with one
-line naming the field and what is allowed, and exit status 2. A NaN/inf loss
-ends it with exit status 1 (the last good checkpoint is kept). Relaunching with
-the same ``--workdir`` resumes from the latest checkpoint.
+Any config field can be overridden with ``--config.<path>=<value>``; the whole
+config is checked first. Relaunching with the same ``--workdir`` resumes from
+the latest checkpoint. Exit status: 2 for an invalid config (one line naming
+the field and what is allowed), 1 for a NaN/inf loss (the last good checkpoint
+is kept), 3 when another process of a ``--multihost`` job failed. With
+``--multihost`` every process runs the same command with a ``--workdir`` they
+all see and joins the job through ``jax.distributed.initialize()`` before any
+other JAX call (processes read from SLURM, Open MPI or Cloud TPU, else from
+``--coordinator_address``, ``--num_processes`` and ``--process_id``).
 
-Multi-process runs (several hosts, a SLURM allocation, TPU pods) pass
-``--multihost``: every process runs the same command and joins the job through
-``jax.distributed.initialize()`` before any other JAX call. Under SLURM
-(``srun``), Open MPI or on Cloud TPU the processes are read from the
-environment; anywhere else each process names them::
-
-  # on every host h = 0 .. N-1; host 0 serves the coordinator at HOST0:PORT
-  python3 launch.py --config=... --workdir=SHARED_DIR --multihost \
-      --coordinator_address=HOST0:PORT --num_processes=N --process_id=h
-
-  # SLURM: one process per GPU (G GPUs per node), all started by srun; JAX
-  # gives each task the GPU of its local task id, so a node with one task
-  # would use one GPU. Every task must see all G GPUs (--gres, not
-  # --gpus-per-task).
-  srun --nodes=N --ntasks-per-node=G --gres=gpu:G python3 launch.py \
-      --config=... --workdir=SHARED_DIR --multihost
-
-The workdir must be one directory that every process sees (a shared
-filesystem). Only process 0 writes files; checkpoints are written jointly
-(orbax). If a process dies, the others stop, as soon as a collective with it
-fails and at the latest after ``--heartbeat_timeout_seconds``, with one line
-saying so (exit status 3); relaunching every process with the same command
-resumes from the last checkpoint.
+Configs, the run folder and resuming: docs/training.md; multi-process runs and
+SLURM: docs/accelerators.md.
 """
 
 import logging as std_logging

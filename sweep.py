@@ -5,30 +5,17 @@ r"""Runs a grid of training runs, here or on a SLURM cluster, then writes its re
         --executor=slurm --slurm_partition=gpu --slurm_time_min=120
     python3 sweep.py --workdir=runs/demo --status
 
-Stopped sweeps continue where they stopped when started again with the same
---workdir: finished runs are skipped, unfinished ones resume from their
-checkpoints, runs running (or queued) elsewhere are left alone. Sweep config
-fields can be overridden like run configs, e.g. --config.seeds='(0,)' or
---config.overrides.num_epochs=4.
+Started again with the same --workdir, a sweep skips finished runs, resumes
+unfinished ones from their checkpoints and leaves alone runs running (or
+queued) elsewhere. Executors: `local` (default: --jobs runs at a time on this
+machine, one GPU each on a GPU machine, then the report), `slurm` (one
+submitit job array, returns once submitted; --wait waits and reports) and
+`submitit_local` (the slurm path on this machine, for tests). A sweep config
+with `compare_with` ends by comparing its runs with those committed results
+(`tce_jax.compare`).
 
-Executors: `local` (default) runs --jobs runs at a time on this machine and
-writes the report at the end. On a machine with GPUs it gives each run one GPU
-(CUDA_VISIBLE_DEVICES) and runs as many at a time as there are GPUs;
---runs_per_gpu=N shares each GPU between N runs, --all_gpus_per_run gives each
-run every GPU, one run at a time. GPUs are those of CUDA_VISIBLE_DEVICES if set
-(set it empty to run on CPUs), else those `nvidia-smi -L` lists.
-
-`slurm` submits the runs as one SLURM job array through submitit (one task
-per run, requeued on preemption or at the time limit, resuming from its
-checkpoint) and returns; follow it with --status, and run
-`python3 -m tce_jax.report --sweep_dir=DIR` when it is done (or pass --wait to
-wait and report). `submitit_local` is the slurm path on submitit's local
-executor, every run at once on this machine (tests and debugging). The SLURM
-settings come from the --slurm_* flags or from a `slurm` dict in the sweep
-config (keys: partition, time_min, cpus_per_task, gpus_per_task,
-array_parallelism, parameters); flags win. A sweep config with
-`compare_with` (a committed results directory, as the demo's) ends by comparing
-its runs with those (`tce_jax.compare`).
+Sweeps, sweep configs and reports: docs/results.md; GPUs and the --slurm_*
+flags: docs/accelerators.md.
 """
 
 import os

@@ -397,8 +397,8 @@ def main(argv=None):
         print(
             "accelerator_check: JAX's backend is the CPU (no GPU or TPU it can use: "
             "a CPU-only jaxlib, or a driver problem), where the full check would take "
-            "hours; install JAX for the accelerator (README, 'Running on an "
-            "accelerator') or pass --quick for a CPU smoke run",
+            "hours; install JAX for the accelerator (docs/accelerators.md) "
+            "or pass --quick for a CPU smoke run",
             file=sys.stderr,
         )
         return EXIT_NO_ACCELERATOR

@@ -157,7 +157,7 @@ def main() -> None:
         "other work (set before the CPU backend starts)",
     )
     args = parser.parse_args()
-    # The README's figures are CPU ones. Set here, not at import, so that
+    # docs/losses.md's figures are CPU ones. Set here, not at import, so that
     # benchmarks/accelerator_check.py can reuse bench_shape on its accelerator.
     jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS", "cpu"))
     if args.single_thread:

@@ -21,7 +21,7 @@ XLA flags apply per process; pass them with ``--xla_flags`` (they are put in
 ``XLA_FLAGS`` before JAX starts) and compare runs by their ratio to PyTorch.
 
 Usage (PyTorch is a bench-only dependency: ``bash scripts/setup.sh bench``
-installs its pinned CPU build; see the README)::
+installs its pinned CPU build; see docs/training.md)::
 
     python benchmarks/train_bench.py
     python benchmarks/train_bench.py --shapes=32x32x3 --rounds=7

@@ -1,29 +1,17 @@
 r"""How TCE's ``alpha`` is set during a run: fixed, or by the training labels.
 
 ``alpha_rule = "fixed"`` (the default) keeps the configured ``alpha``.
-``alpha_rule = "auto"`` lets the training labels set it, knowing nothing of
-the noise:
+``alpha_rule = "auto"`` trains the first half of the epochs at ``1/K``, reads
+``s`` (:func:`contradicted_fraction`: the share of training labels the model
+rates below chance) at that half's last evaluation (:func:`reading_epoch`),
+sets ``alpha = clip(s - offset, 1/K, max_alpha)`` (:func:`next_alpha`) and
+keeps it to the end. The functions are pure and work on NumPy values or traced
+JAX arrays, so a library user can drive ``tamed_cross_entropy``'s (traced)
+``alpha`` from their own loop.
 
-1. the first half of the epochs trains at ``alpha = 1/K`` (CE-like);
-2. at the last evaluation epoch of that half, read ``s``, the share of training
-   examples whose given label the model rates below chance ``1/K``
-   (:func:`contradicted_fraction`), a label-free estimate of the noise;
-3. set ``alpha = clip(s, 1/K, max_alpha)`` (``max_alpha`` 0.5) and keep it
-   to the end.
-
-Why read once, at the half: early readings are high under any labels (the model
-has not learned yet), and following them would tame the hard clean examples
-and so keep the reading high; later readings fall as the model memorises the
-wrong labels, and a falling ``alpha`` would let memorisation feed on itself.
-The half is where, with a step schedule, the learning rate first decays, and
-memorisation mostly follows that. An optional ``offset`` is subtracted from
-``s`` first (default 0: subtracting ``1/K``, to discount the clean examples
-not yet fit, did no better on the development runs).
-
-The functions are pure and work on NumPy values or traced JAX arrays, so a
-library user can drive ``tamed_cross_entropy``'s (traced) ``alpha`` from their
-own loop. How the rule and its constants were chosen, on development runs only:
-``results/fashion_mnist_alpha_rule_dev/``.
+Why the rule reads once, at the half, how it was chosen on development runs
+only (``results/fashion_mnist_alpha_rule_dev/``) and how it fared:
+docs/losses.md, "The self-tuning alpha".
 """
 
 import math

@@ -4,27 +4,20 @@ r"""How a rerun compares with committed results: identical, or like another seed
         --committed=results/fashion_mnist_symmetric_selection
 
 For every finished run under ``--rerun`` (a sweep directory or one run
-directory) it finds the committed runs of the same cell: the same dataset,
-noise, loss and training config, every seed. Then, per run:
+directory) it finds the committed runs of the same cell (the same dataset,
+noise, loss and training config, every seed). Per run, the verdict is
+**identical** (every metric of every epoch in ``metrics.jsonl`` but the
+timings, and every number of ``summary.json``, equal to the committed run of
+the same seed), or each reported number (test accuracy at the final and the
+selected epoch, and under noise the share of mislabelled examples memorised)
+is set against the committed seeds: mean ± std, min-max, within that range or
+not, and the distance in standard deviations. It also says whether the
+machines match (``run_environment.machine_signature``: the same, different
+naming what differs, or unknown for runs made before runs recorded their
+machine). The exit status is 0 whatever the verdicts; 2 on bad input.
 
-* **identical**: the committed run of the same seed has exactly the same
-  numbers: every metric of every epoch in ``metrics.jsonl`` (but the timings)
-  and every number of ``summary.json``. Expected on the machine type and
-  software that made it (``run_environment``).
-* otherwise each reported number (test accuracy at the final epoch and at the
-  epoch selected on noisy validation, and under noise the share of mislabelled
-  examples memorised) is set against the committed seeds of the cell: mean ±
-  std, min-max, and whether the rerun lies within that range. With n committed
-  seeds a further seed falls outside their range with probability 2/(n + 1)
-  (half the time for 3 seeds), so "outside" alone is no alarm; the distance in
-  standard deviations says how far.
-
-It also says whether the machines match: the same ``machine_signature``
-(processor type, instruction sets, devices, package versions, XLA_FLAGS,
-requirements.lock), different (naming what differs), or unknown for runs made
-before runs recorded their machine. A run that differs on the same machine
-and software points at a change of code (compare the ``git_commit`` of the
-two summaries). The exit status is 0 whatever the verdicts; 2 on bad input.
+How to read the verdicts, and what a rerun on another machine type gives:
+docs/results.md, "What a rerun reproduces".
 """
 
 from __future__ import annotations

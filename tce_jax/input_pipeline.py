@@ -1,41 +1,23 @@
 """tfds input pipelines with deterministic label noise, feeding sharded global batches.
 
 `create_datasets(config, mesh=mesh, workdir=workdir)` loads the train and test
-splits of one of `DATASETS` with tensorflow-datasets into host memory (these
-datasets are 30-180 MB), optionally keeps a deterministic subset of the train
-split, corrupts its labels once with `noise.corrupt_labels` and the config
-seed's "noise" key, holds out a validation part (noisy labels, like train; test
-stays clean), and saves every label array to `workdir/labels.npz`.
+splits of one of `DATASETS` with tensorflow-datasets into host memory,
+optionally keeps a deterministic subset of the train split, corrupts its
+labels once with `noise.corrupt_labels` and the config seed's "noise" key,
+holds out a validation part (noisy labels, like train; test stays clean), and
+saves every label array to `workdir/labels.npz` (`source_index` maps an
+example's index, its position in the corrupted train split, back to tfds).
 
 The host only gathers: a batch is the uint8 images, labels and example indices
-of its examples (and, for evaluation, a padding mask), cut from those arrays in
-a background thread that keeps two global batches ready. Crops, flips and
-normalisation run on the device, inside the jitted steps, as the `Preprocessing`
-in `Datasets.preprocessing` says (see `tce_jax.preprocessing`);
-benchmarks/pipeline_bench.py measures the host path against the NumPy
-augmentation it replaced.
-
-Reproducibility, by construction:
-
-* Example index: the position of an example in the corrupted train split (the
-  tfds train split in its deterministic read order, or the sorted subset of it
-  that `config.data.train_subset` keeps); `labels.npz` maps it back to the tfds
-  index (`source_index`). Test examples are indexed by their tfds position.
-* Shuffling: epoch e visits the train examples in a permutation drawn from
-  (seed's "shuffle" stream, e) alone; global batch b is the b-th run of
-  `batch_size` examples of it (the remainder is dropped).
-* Augmentation: the device draws the crop offsets and flip of an example from
-  a key folded from (seed's "augment" stream, epoch, example index), so they
-  need no state and do not depend on which batch, device or process sees the
-  example.
-* Processes: each process builds the rows of every global batch that its own
-  devices hold (`process_rows`: the blocks of the mesh's "data" positions
-  whose device belongs to it, in mesh order) and hands them to
-  `jax.make_array_from_process_local_data`. They need not be contiguous: on a
-  TPU pod `jax.make_mesh` orders the devices by the chip torus, so one host's
-  chips sit at interleaved positions. The global batch is the same for every
-  process count and device layout, so a resumed or rescaled run sees exactly
-  the same data.
+of its examples (and, for evaluation, a padding mask), cut in a background
+thread that keeps two global batches ready; crops, flips and normalisation run
+on the device inside the jitted steps (`Datasets.preprocessing`,
+`tce_jax.preprocessing`). Epoch e's order is drawn from (the seed's "shuffle"
+stream, e) alone, augmentation from (the "augment" stream, epoch, example
+index), and each process builds the rows its own devices hold (`process_rows`),
+so the global batch is the same for every process count and device layout, and
+a resumed or rescaled run sees exactly the same data. In full:
+docs/data_and_noise.md, "Reproducible batches".
 
 The config is trusted: `config_validation.validate` checked it at launch. The
 dataset table is `tce_jax.dataset_info`, loading it `tce_jax.tfds_data`, the

@@ -1,39 +1,26 @@
 """Which training labels are wrong? Ranked label-error candidates from runs.
 
-One run::
-
     python3 -m tce_jax.label_errors \
         --run_dir=runs/demo/fashion_mnist/symmetric-0.4/tce-alpha0.1/seed0
-
-writes ``label_errors.csv`` (from the final model) and, where the run saved
-them, ``label_errors_best_val.csv`` (from the epoch selected on the noisy
-validation split) into the run dir: every training example, most suspicious
-first, with its index, given label, predicted label and score. The score is the
-model's probability of the given label (eval mode, no augmentation); lower is
-more suspicious. For a TCE run this ranks exactly as TCE's gradient weight
-``w = p / (alpha + (1 - alpha) p)`` (``losses.tce_gradient_weight``), which is
-increasing in ``p``; for a CE run it is the small-loss criterion (CE = -log p).
-Where the noise is synthetic (the run knows which labels it corrupted), the
-command also prints how well the ranking finds them.
-
-A sweep::
-
     python3 -m tce_jax.label_errors --sweep_dir=runs/X --folds_dir=runs/X_folds
 
-compares, per scenario (dataset, noise kind and rate) and seed, the rankings
-of every run in ``--sweep_dir`` (final and selected epoch) with confident
-learning (cleanlab) on out-of-sample probabilities from the cross-fitting runs
-in ``--folds_dir`` (a sweep with ``holdout_folds``: K runs per seed, each
-trained without one fold of the training examples and predicting it). It
-writes ``<sweep_dir>/label_errors/``: results.csv (one row per signal and
-seed), results.md (mean ± std over seeds) and pr_<scenario>.png
-(precision-recall curves).
+One run: writes ``label_errors.csv`` (final model) and, where the run saved
+them, ``label_errors_best_val.csv`` (the epoch selected on noisy validation)
+into the run dir: every training example, most suspicious first, with its
+index, given label, predicted label and score, the model's probability of the
+given label (lower is more suspicious; for TCE the same ranking as
+``losses.tce_gradient_weight``). With synthetic noise it also prints how well
+the ranking finds the corrupted labels.
 
-The metrics, with the corrupted labels as positives: AUROC and average
-precision of the ranking, and precision at k for k = the number of corrupted
-training labels (so also its recall). For cleanlab the table adds its own
-verdict, ``cleanlab.filter.find_label_issues`` (which estimates how many labels
-are wrong): how many it flags, and their precision and recall.
+A sweep: compares, per scenario and seed, those rankings with confident
+learning (cleanlab) on out-of-sample probabilities from the cross-fitting runs
+in ``--folds_dir`` (a sweep with ``holdout_folds``), and writes
+``<sweep_dir>/label_errors/``: results.csv (one row per signal and seed),
+results.md (mean ± std over seeds) and pr_<scenario>.png (precision-recall
+curves). The metrics, with the corrupted labels as positives: AUROC, average
+precision, precision at k = the number of corrupted labels, and for cleanlab's
+``find_label_issues`` how many it flags and their precision and recall.
+More, and the measured comparison: docs/results.md, "Finding the wrong labels".
 """
 
 from __future__ import annotations

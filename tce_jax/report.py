@@ -3,33 +3,17 @@
     python3 -m tce_jax.report --sweep_dir=runs/demo [--curves_per_seed]
     python3 -m tce_jax.report --sweep_dir=results/NAME --update_readme
 
-Reads every run dir under the sweep dir (``run_files``: run.json from the
-sweep, metrics.jsonl and summary.json from training, the training predictions
-for the gradient weights) and writes into <sweep_dir>/report:
-
-- results.csv: one row per run, whatever its state (``run_files.run_state``);
-- results.md: per dataset and noise kind, a table with a row per loss and a
-  column per noise rate; each cell is the test accuracy at the final epoch and
-  at the epoch of best accuracy on the *noisy* validation split, mean ± sample
-  std over the finished seeds (n). The epoch is never selected on test.
-  Tables with TCE runs get a row "TCE, alpha chosen on noisy validation": per
-  dataset, noise kind, rate and seed, the TCE run (any alpha present) with the
-  best noisy-validation accuracy at its selected epoch, ties to the smaller
-  alpha (`choose_tce_alpha_on_validation`); its cells also say which alphas
-  were chosen.
-  Two more tables show memorisation: the share of mislabelled training
-  examples the model predicts as their wrong label at the end, and how far
-  test accuracy fell from its highest evaluated epoch to the final one (a
-  diagnostic of overfitting the noise, not a result: that peak is read off
-  the test set);
-- accuracy_vs_noise_*.png, curves_*.png (clean-train accuracy, memorisation
-  and test accuracy against epoch: per loss the mean over seeds with a band
-  from the lowest to the highest seed, CE on top, each seed's selected epoch
-  marked; one line per seed too with --curves_per_seed), gradient_weights_*.png (TCE's
-  per-example gradient weight on clean against mislabelled examples) and, when
-  several TCE alphas were run, accuracy_vs_alpha_*.png.
-
-Tables: ``report_tables`` (no matplotlib); plots: ``report_plots``.
+Reads every run dir under the sweep dir (``run_files``) and writes into
+<sweep_dir>/report: results.csv (one row per run, whatever its state);
+results.md (per dataset and noise kind, test accuracy at the final epoch and
+at the epoch of best *noisy-validation* accuracy, mean ± sample std over the
+finished seeds, never selected on test; the row "TCE, alpha chosen on noisy
+validation" (`choose_tce_alpha_on_validation`: per seed the TCE run with the
+best noisy-validation accuracy, ties to the smaller alpha); memorisation and
+the fall after the test peak); and the plots accuracy_vs_noise_*.png,
+curves_*.png, gradient_weights_*.png and, when several TCE alphas were run,
+accuracy_vs_alpha_*.png. Tables: ``report_tables`` (no matplotlib); plots:
+``report_plots``. What each table and plot shows: docs/results.md, "Reports".
 
 With ``--update_readme`` it only rewrites the generated block of
 <sweep_dir>/README.md (``report_tables.readme_block``), so that a results

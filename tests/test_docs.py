@@ -32,6 +32,76 @@ def test_every_referenced_path_exists(doc):
 
 
 def test_docs_were_found():
-    assert {"README.md", "docs/losses.md"} <= {
+    pages = ("losses", "training", "data_and_noise", "accelerators", "results")
+    assert {"README.md", "docs/development.md", *(f"docs/{p}.md" for p in pages)} <= {
         str(doc.relative_to(REPO)) for doc in DOCS
     }
+
+
+# The README's headline table quotes the generated tables of the results it
+# links to: each cell is a final-epoch "mean ± std" of the linked folder's
+# generated README block or report/results.md, in the same scenario and loss.
+_HEADLINE_LOSSES = {
+    "CE": "ce",
+    "TCE alpha 0.1": "tce-alpha0.1",
+    "self-tuning TCE": "tce-auto",
+    "GCE": "gce-q0.7",
+    "SCE": "sce-alpha0.1-beta1",
+}
+_SECTION = re.compile(r"^(?:###|\*\*)\s*\w+, (\w+) noise\b", flags=re.MULTILINE)
+_CELL = re.compile(r"^(\d+\.\d ± \d+\.\d) /")
+
+
+def _row(line):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _generated_accuracy(results_dir):
+    """{(noise kind, rate, loss): {final-epoch cell}} of a results folder."""
+    readme = (results_dir / "README.md").read_text()
+    begin = readme.find("<!-- generated")
+    end = readme.find("<!-- end of generated block -->")
+    texts = [readme[begin:end]] if 0 <= begin < end else []
+    texts += [path.read_text() for path in results_dir.glob("**/report/results.md")]
+    cells = {}
+    for text in texts:
+        for section in _SECTION.finditer(text):
+            # The first table after a section heading is its accuracy table.
+            lines = text[section.end() :].split("\n")
+            start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+            header, *body = lines[start:]
+            rates = _row(header)[1:]
+            for line in body[1:]:
+                if not line.startswith("|"):
+                    break
+                loss, *row = _row(line)
+                for rate, cell in zip(rates, row, strict=True):
+                    if match := _CELL.match(cell):
+                        key = (section.group(1), float(rate), loss)
+                        cells.setdefault(key, set()).add(match.group(1))
+    return cells
+
+
+def test_readme_headline_table_quotes_the_generated_results():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Headline results") :]
+    section = section[: section.index("\n## ", 1)]
+    lines = [line for line in section.split("\n") if line.startswith("|")]
+    header, _, *rows = (_row(line) for line in lines)
+    assert header[1:-1] == list(_HEADLINE_LOSSES), header
+    checked = 0
+    for row in rows:
+        [link] = re.findall(r"\]\((results/[\w/]+/README\.md)\)", row[-1])
+        cells = _generated_accuracy((REPO / link).parent)
+        scenario = re.search(r"(symmetric|pair|instance) (\d(?:\.\d+)?)", row[0])
+        kind, rate = scenario.groups()
+        for column, value in zip(_HEADLINE_LOSSES, row[1:-1], strict=True):
+            if value == "–":
+                continue
+            key = (kind, float(rate), _HEADLINE_LOSSES[column])
+            assert value in cells.get(key, ()), (
+                f"README headline {row[0]!r}, {column}: {value} is not what "
+                f"{link}'s generated tables give ({sorted(cells.get(key, ()))})"
+            )
+            checked += 1
+    assert checked >= 10

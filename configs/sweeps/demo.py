@@ -14,7 +14,7 @@ What to expect: on the machine type and software that made the committed runs,
 each run is bit-identical to its committed twin. XLA compiles for the
 processor it runs on, so on another machine type the numbers differ and
 behave like another seed's; the comparison then says whether each lies within
-the spread of the committed seeds. How long it takes: README.md, "The demo".
+the spread of the committed seeds. How long it takes: docs/results.md, "The demo".
 """
 
 from configs.sweeps import fashion_mnist_symmetric_selection
