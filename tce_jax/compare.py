@@ -122,13 +122,16 @@ def resolve_results_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
     )
 
 
-def _finished_rows(root: pathlib.Path) -> list[dict[str, Any]]:
-    """report rows of the finished runs under root (a sweep dir or one run dir)."""
+def _finished_runs(root: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
+    """(run dir, report row) of the finished runs under root (a sweep dir or one
+    run dir)."""
     if run_files.read_summary(root) is not None:
-        rows = [report_tables.load_run(root.parent, root.name)]
+        base, rows = root.parent, [report_tables.load_run(root.parent, root.name)]
     else:
-        rows = report_tables.collect(root)
-    return [row for row in rows if row["status"] == run_files.FINISHED]
+        base, rows = root, report_tables.collect(root)
+    return [
+        (base / row["run"], row) for row in rows if row["status"] == run_files.FINISHED
+    ]
 
 
 def _training_config(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,30 +205,27 @@ def compare(
 ) -> list[RunComparison]:
     """Every finished rerun against the committed runs of its cell."""
     committed = []
-    for row in _finished_rows(committed_dir):
-        summary = run_files.read_summary(committed_dir / row["run"])
-        committed.append((row, summary, _training_config(summary)))
+    for committed_run, row in _finished_runs(committed_dir):
+        summary = run_files.read_summary(committed_run)
+        committed.append((row, summary, _training_config(summary), committed_run))
     comparisons = []
-    for row in _finished_rows(rerun_dir):
-        run_dir = rerun_dir / row["run"]
+    for run_dir, row in _finished_runs(rerun_dir):
         summary = run_files.read_summary(run_dir)
         config = _training_config(summary)
-        cell = [(c, s) for c, s, other in committed if same_cell(config, other)]
-        twins = [(c, s) for c, s in cell if c["seed"] == row["seed"]]
-        difference = (
-            first_difference(run_dir, committed_dir / twins[0][0]["run"])
-            if twins
-            else None
-        )
+        cell = [
+            (c, s, path) for c, s, other, path in committed if same_cell(config, other)
+        ]
+        twins = [(c, s, path) for c, s, path in cell if c["seed"] == row["seed"]]
+        difference = first_difference(run_dir, twins[0][2]) if twins else None
         environment = summary.get(run_files.ENVIRONMENT_KEY)
         # The machine of the twin decides whether a difference is expected;
         # without one, those of the seeds it is set against.
-        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s in twins or cell]
+        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s, _ in twins or cell]
         machine, differing = _machine(environment, committed_envs)
         known = [env for env in committed_envs if env is not None]
         spreads = []
         for key, label in REPORTED:
-            values = [c[key] for c, _ in cell if c[key] is not None]
+            values = [c[key] for c, _, _ in cell if c[key] is not None]
             if (
                 row[key] is None
                 or not values
@@ -239,7 +239,7 @@ def compare(
         comparisons.append(
             RunComparison(
                 run=row["run"],
-                committed_seeds=tuple(sorted(c["seed"] for c, _ in cell)),
+                committed_seeds=tuple(sorted(c["seed"] for c, _, _ in cell)),
                 identical=(difference is None) if twins else None,
                 difference=difference,
                 machine=machine,
@@ -355,7 +355,7 @@ def print_comparison(
     """
     rerun_dir = resolve_results_dir(rerun, "--rerun")
     committed_dir = resolve_results_dir(committed, committed_flag)
-    if not _finished_rows(committed_dir):
+    if not _finished_runs(committed_dir):
         raise CompareError(
             f"{committed_flag}={committed}: no finished runs there; allowed: a "
             "sweep or run directory with summary.json files"

@@ -1,52 +1,17 @@
 """Training and evaluation loop: one noisy-label run from a config to its metrics.
 
-``train_and_evaluate(config, workdir)`` trains the configured ResNet with the
-configured loss on the noisy training labels, evaluates after every epoch, and
-writes into ``workdir``:
-
-* ``metrics.jsonl``: one record per epoch. ``train_loss`` is the mean of the
-  epoch's minibatch losses (train mode, augmented, noisy labels); the
-  accuracies come from eval-mode passes after the epoch: ``train_accuracy``
-  against the noisy train labels, ``train_clean_accuracy`` against the clean
-  ones, ``memorized_fraction`` = share of the noisy-labelled train examples
-  predicted as their noisy label, ``val_accuracy`` on the noisy validation
-  labels, ``test_accuracy`` on the clean test set (None on epochs that skip
-  it, see ``config.test_eval_every_epochs``). ``images_per_second`` is
-  the training throughput of the epoch (from the end of its first step, so
-  without compilation); ``elapsed_seconds`` is the training time so far,
-  summed over launches;
-* ``summary.json``: final and best-noisy-validation figures, config, commit
-  and ``environment``, where the run ran (``run_environment``; also added to
-  a sweep's ``run.json`` when the launch starts, and to the TensorBoard
-  hparams); ``wall_seconds`` and ``environment`` are those of the launch that
-  wrote it;
-* ``train_predictions.npz``: per-example eval-mode predictions on the train
-  split after the last epoch (every class's probability, ``save_predictions``),
-  and ``train_predictions_best_val.npz`` the same at the epoch selected on
-  the noisy validation split; with cross-fitting folds
-  (``config.data.holdout_folds``) also ``heldout_predictions.npz`` and
-  ``heldout_predictions_best_val.npz`` on the held-out fold;
-* TensorBoard events (clu.metric_writers) and orbax checkpoints in
-  ``checkpoints/`` (see ``checkpointing``).
-
-Parallelism: one ``('data',)`` mesh over all devices; the global batch is
-sharded along it, the train state is replicated, and ``jax.jit`` partitions the
-step (BatchNorm statistics are reductions over the global batch, so they are
-the same for any device count). Multi-host: every process runs this same
-function on its own data rows; only process 0 writes files (orbax coordinates
-the checkpoints itself).
-
-Optimiser: SGD with (optionally Nesterov) momentum and *coupled* L2 weight
-decay, ``g <- g + weight_decay * param`` before momentum, applied to all
-parameters (kernels, biases and BatchNorm scales/offsets). This is exactly
-``torch.optim.SGD(weight_decay=...)``, which the published label-noise
-protocols (GCE, SCE, APL) used.
-
-Resuming: a relaunch with the same workdir restores the newest readable
-checkpoint (train state and the metrics history), truncates ``metrics.jsonl``
-to it and continues at the next epoch. Data order and augmentation depend only
-on (seed, epoch, example index), so on CPU the resumed run ends with exactly the
-metrics of an uninterrupted one.
+``train_and_evaluate(config, workdir)`` reads as setup (``_set_up``: config,
+data, model, train state, jitted steps), restore (``_restore``), epochs
+(``_train_epochs``: train, evaluate, follow the alpha rule, checkpoint, write
+metrics) and summary (``_finish``). One ``('data',)`` mesh spans all devices:
+the global batch is sharded along it, the state replicated; every process runs
+the same function on its own rows and process 0 writes the files. The optimiser
+is SGD with coupled L2 weight decay on every parameter, as
+``torch.optim.SGD(weight_decay=...)``. A relaunch resumes from the newest
+checkpoint and, on the same machine type, ends with exactly the metrics of an
+uninterrupted run. The files a run writes (``metrics.jsonl``, ``summary.json``,
+predictions, TensorBoard events, checkpoints) are described in
+docs/training.md.
 """
 
 import dataclasses
@@ -81,7 +46,6 @@ from tce_jax import (
     run_environment,
     run_files,
 )
-from tce_jax.dataset_info import DATASETS
 from tce_jax.preprocessing import Preprocessing
 from tce_jax.seeding import purpose_key
 from tce_jax.selection import select_on_validation
@@ -552,6 +516,62 @@ def train_and_evaluate(
         kept).
     """
     wall_start = time.perf_counter()
+    run, state = _set_up(config, workdir, mesh)
+    checkpointer = checkpointing.Checkpointer(
+        os.path.join(run.workdir, run_files.CHECKPOINT_DIR),
+        keep=config.checkpoint_keep,
+        keep_best=run.datasets.num_val > 0,
+    )
+    start_epoch, state, history = _restore(run, state, checkpointer)
+    writer = _create_writer(run.workdir, is_writer=run.is_writer)
+    if start_epoch == 0:
+        writer.write_hparams(
+            _flat_hparams(config) | run_environment.tensorboard_hparams(run.environment)
+        )
+    try:
+        state, history, train_eval = _train_epochs(
+            run, state, history, start_epoch, checkpointer=checkpointer, writer=writer
+        )
+    finally:
+        checkpointer.close()
+        writer.flush()
+    summary = _finish(run, state, history, train_eval, wall_start=wall_start)
+    writer.close()
+    return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What a launch sets up once (``_set_up``) and its epochs use."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    mesh: jax.sharding.Mesh
+    commit: str | None
+    environment: dict[str, Any]
+    is_writer: bool
+    datasets: input_pipeline.Datasets
+    steps_per_epoch: int
+    learning_rate: optax.Schedule
+    train_step: Callable
+    eval_step: Callable
+
+    def evaluate(self, state: TrainState, split: str) -> dict[str, np.ndarray]:
+        """Eval-mode outputs on a whole split (``evaluate_split``)."""
+        return evaluate_split(
+            self.eval_step,
+            state,
+            self.datasets.eval_batches(split, self.config.eval_batch_size),
+        )
+
+
+def _set_up(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    mesh: jax.sharding.Mesh | None,
+) -> tuple[_Run, TrainState]:
+    """Validates the config, records the environment, builds the data, the
+    model, the initial train state and the jitted steps."""
     # Recorded before training: the code that runs is the code checked out now.
     commit = git_commit()
     workdir = os.path.abspath(workdir)
@@ -569,7 +589,6 @@ def train_and_evaluate(
     datasets = input_pipeline.create_datasets(config, mesh=mesh, workdir=workdir)
     config_validation.check_batch_fits(config.batch_size, datasets.num_train)
     steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
-    has_val = datasets.num_val > 0
     learning_rate = create_learning_rate_schedule(config, steps_per_epoch)
     model = models.get(
         config.model.name,
@@ -577,7 +596,6 @@ def train_and_evaluate(
         width_multiplier=config.model.width_multiplier,
         dtype=config_validation.compute_dtype(config),
     )
-    auto_alpha = config.loss.alpha_rule == "auto"
     state = create_train_state(
         model,
         create_optimizer(config, learning_rate),
@@ -586,133 +604,151 @@ def train_and_evaluate(
         mesh=mesh,
         loss_hparams=(
             {"alpha": alpha_rules.initial_alpha(datasets.info.num_classes)}
-            if auto_alpha
+            if config.loss.alpha_rule == "auto"
             else None
         ),
     )
     loss_fn = losses.get(config.loss.name, **config_validation.loss_hparams(config))
-    train_step = make_train_step(loss_fn, mesh, datasets.preprocessing)
-    eval_step = make_eval_step(mesh, datasets.preprocessing)
-
-    checkpointer = checkpointing.Checkpointer(
-        os.path.join(workdir, run_files.CHECKPOINT_DIR),
-        keep=config.checkpoint_keep,
-        keep_best=has_val,
+    run = _Run(
+        config=config,
+        workdir=workdir,
+        mesh=mesh,
+        commit=commit,
+        environment=environment,
+        is_writer=is_writer,
+        datasets=datasets,
+        steps_per_epoch=steps_per_epoch,
+        learning_rate=learning_rate,
+        train_step=make_train_step(loss_fn, mesh, datasets.preprocessing),
+        eval_step=make_eval_step(mesh, datasets.preprocessing),
     )
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    restored = checkpointer.restore_latest(state)
-    if restored is not None:
-        start_epoch, state, history = restored
-        if int(_to_host(state.step)) != start_epoch * steps_per_epoch:
-            raise config_validation.ConfigError(
-                f"config.batch_size: the checkpoint in {workdir} is at step "
-                f"{int(_to_host(state.step))} after {start_epoch} epochs, which this "
-                f"config ({steps_per_epoch} steps per epoch) cannot continue; use a "
-                f"new workdir"
-            )
-        logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
-        if is_writer:
-            run_files.write_metrics(workdir, history)
-    elapsed_before = history[-1]["elapsed_seconds"] if history else 0.0
+    return run, state
 
-    writer = _create_writer(workdir, is_writer=is_writer)
-    if start_epoch == 0:
-        writer.write_hparams(
-            _flat_hparams(config) | run_environment.tensorboard_hparams(environment)
+
+def _restore(
+    run: _Run, state: TrainState, checkpointer: checkpointing.Checkpointer
+) -> tuple[int, TrainState, list[dict[str, Any]]]:
+    """The newest readable checkpoint's (epoch, state, history), or a fresh start.
+
+    A resumed run's ``metrics.jsonl`` is cut back to the checkpoint's history.
+    """
+    restored = checkpointer.restore_latest(state)
+    if restored is None:
+        return 0, state, []
+    start_epoch, state, history = restored
+    step = int(_to_host(state.step))
+    if step != start_epoch * run.steps_per_epoch:
+        raise config_validation.ConfigError(
+            f"config.batch_size: the checkpoint in {run.workdir} is at step "
+            f"{step} after {start_epoch} epochs, which this config "
+            f"({run.steps_per_epoch} steps per epoch) cannot continue; use a new "
+            f"workdir"
         )
-    total_steps = config.num_epochs * steps_per_epoch
+    logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
+    if run.is_writer:
+        run_files.write_metrics(run.workdir, history)
+    return start_epoch, state, history
+
+
+def _train_epochs(
+    run: _Run,
+    state: TrainState,
+    history: list[dict[str, Any]],
+    start_epoch: int,
+    *,
+    checkpointer: checkpointing.Checkpointer,
+    writer: metric_writers.MetricWriter,
+) -> tuple[TrainState, list[dict[str, Any]], dict[str, np.ndarray] | None]:
+    """Runs the epochs after ``start_epoch``: each trains and evaluates
+    (``_run_epoch``), follows the alpha rule, saves predictions when noisy-val
+    accuracy improves, checkpoints and writes its metrics.
+
+    Returns:
+      The final state, the whole history and the last evaluation's train
+      outputs (None when no epoch was left to train).
+    """
+    config = run.config
+    elapsed_before = history[-1]["elapsed_seconds"] if history else 0.0
     progress = _StepProgress(
-        total_steps=total_steps,
+        total_steps=config.num_epochs * run.steps_per_epoch,
         batch_size=config.batch_size,
-        start_step=start_epoch * steps_per_epoch,
+        start_step=start_epoch * run.steps_per_epoch,
     )
     run_start = time.perf_counter()
     best_val = (select_on_validation(history) or {}).get("val_accuracy")
     test_every = config.test_eval_every_epochs
     train_eval = None
-    try:
-        for epoch in range(start_epoch + 1, config.num_epochs + 1):
-            last = epoch == config.num_epochs
-            state, record, train_eval = _run_epoch(
-                epoch,
-                state,
-                datasets=datasets,
-                config=config,
-                train_step=train_step,
-                eval_step=eval_step,
-                learning_rate=learning_rate,
-                steps_per_epoch=steps_per_epoch,
-                progress=progress,
-                writer=writer,
-                evaluate=epoch % config.eval_every_epochs == 0 or last,
-                test_due=last or bool(test_every and epoch % test_every == 0),
-                best_val=best_val,
-            )
-            record["elapsed_seconds"] = elapsed_before + (
-                time.perf_counter() - run_start
-            )
-            if auto_alpha:
-                state = _follow_alpha_rule(state, record, config, mesh)
-            if _improves(record["val_accuracy"], best_val):
-                best_val = record["val_accuracy"]
-                # Written before the checkpoint: a run killed in between redoes
-                # this epoch and writes the same predictions again.
-                _save_run_predictions(
-                    workdir,
-                    _prediction_splits(eval_step, state, datasets, config, train_eval),
-                    at_best_val=True,
-                    is_writer=is_writer,
-                )
-            history.append(record)
-            checkpointer.save(epoch, state, history)
-            writer.write_scalars(
-                epoch * steps_per_epoch,
-                {k: v for k, v in record.items() if v is not None and k != "epoch"},
-            )
-            if is_writer:
-                run_files.write_metrics(workdir, history)
-            logging.info("epoch %d: %s", epoch, json.dumps(record))
-    finally:
-        checkpointer.close()
-        writer.flush()
-
-    if train_eval is None:  # Relaunched after the last epoch: nothing to train.
-        train_eval = evaluate_split(
-            eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+        last = epoch == config.num_epochs
+        state, record, train_eval = _run_epoch(
+            epoch,
+            state,
+            run=run,
+            progress=progress,
+            writer=writer,
+            evaluate=epoch % config.eval_every_epochs == 0 or last,
+            test_due=last or bool(test_every and epoch % test_every == 0),
+            best_val=best_val,
         )
+        record["elapsed_seconds"] = elapsed_before + (time.perf_counter() - run_start)
+        if config.loss.alpha_rule == "auto":
+            state = _follow_alpha_rule(run, state, record)
+        if _improves(record["val_accuracy"], best_val):
+            best_val = record["val_accuracy"]
+            # Written before the checkpoint: a run killed in between redoes
+            # this epoch and writes the same predictions again.
+            _save_run_predictions(
+                run, _prediction_splits(run, state, train_eval), at_best_val=True
+            )
+        history.append(record)
+        checkpointer.save(epoch, state, history)
+        writer.write_scalars(
+            epoch * run.steps_per_epoch,
+            {k: v for k, v in record.items() if v is not None and k != "epoch"},
+        )
+        if run.is_writer:
+            run_files.write_metrics(run.workdir, history)
+        logging.info("epoch %d: %s", epoch, json.dumps(record))
+    return state, history, train_eval
+
+
+def _finish(
+    run: _Run,
+    state: TrainState,
+    history: list[dict[str, Any]],
+    train_eval: dict[str, np.ndarray] | None,
+    *,
+    wall_start: float,
+) -> dict[str, Any]:
+    """Writes the summary and the final predictions; returns the summary."""
+    if train_eval is None:  # Relaunched after the last epoch: nothing to train.
+        train_eval = run.evaluate(state, "train")
     summary = summarize(
         history,
-        config=config,
-        realised_noise_rate=datasets.realised_noise_rate,
+        config=run.config,
+        realised_noise_rate=run.datasets.realised_noise_rate,
         wall_seconds=time.perf_counter() - wall_start,
-        commit=commit,
-        environment=environment,
+        commit=run.commit,
+        environment=run.environment,
     )
     _save_run_predictions(
-        workdir,
-        _prediction_splits(eval_step, state, datasets, config, train_eval),
-        at_best_val=False,
-        is_writer=is_writer,
+        run, _prediction_splits(run, state, train_eval), at_best_val=False
     )
-    if is_writer:
-        run_files.write_summary(workdir, summary)
-    writer.close()
+    if run.is_writer:
+        run_files.write_summary(run.workdir, summary)
     logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
     return summary
 
 
 def _follow_alpha_rule(
-    state: TrainState,
-    record: dict[str, Any],
-    config: ml_collections.ConfigDict,
-    mesh: jax.sharding.Mesh,
+    run: _Run, state: TrainState, record: dict[str, Any]
 ) -> TrainState:
     """Records the epoch's alpha and sets the next one (``alpha_rules.next_alpha``).
 
     Every process reads the same replicated evaluation, so all set the same
     alpha. Epochs without an evaluation keep it.
     """
+    config = run.config
     alpha = state.loss_hparams["alpha"]
     record["alpha"] = float(_to_host(alpha))
     if record["contradicted_fraction"] is None:
@@ -724,12 +760,12 @@ def _follow_alpha_rule(
         reading_epoch=alpha_rules.reading_epoch(
             config.num_epochs, config.eval_every_epochs
         ),
-        num_classes=DATASETS[config.data.dataset].num_classes,
+        num_classes=run.datasets.info.num_classes,
         max_alpha=config_validation.alpha_max(config),
         offset=config_validation.alpha_offset(config),
     )
     return state.replace(
-        loss_hparams={"alpha": jax.device_put(new_alpha, NamedSharding(mesh, P()))}
+        loss_hparams={"alpha": jax.device_put(new_alpha, NamedSharding(run.mesh, P()))}
     )
 
 
@@ -771,49 +807,34 @@ def _improves(val_accuracy: float | None, best_val: float | None) -> bool:
 
 
 def _prediction_splits(
-    eval_step: Callable,
-    state: TrainState,
-    datasets: input_pipeline.Datasets,
-    config: ml_collections.ConfigDict,
-    train_eval: dict[str, np.ndarray],
+    run: _Run, state: TrainState, train_eval: dict[str, np.ndarray]
 ) -> dict[str, dict[str, np.ndarray]]:
     """The outputs saved as predictions: train, and the held-out fold if any.
 
     Every process evaluates (the eval step is a collective); process 0 writes.
     """
     splits = {"train": train_eval}
-    if datasets.num_heldout:
-        splits["heldout"] = evaluate_split(
-            eval_step, state, datasets.eval_batches("heldout", config.eval_batch_size)
-        )
+    if run.datasets.num_heldout:
+        splits["heldout"] = run.evaluate(state, "heldout")
     return splits
 
 
 def _save_run_predictions(
-    workdir: str,
-    splits: dict[str, dict[str, np.ndarray]],
-    *,
-    at_best_val: bool,
-    is_writer: bool,
+    run: _Run, splits: dict[str, dict[str, np.ndarray]], *, at_best_val: bool
 ) -> None:
-    if is_writer:
+    if run.is_writer:
         for split, outputs in splits.items():
             save_predictions(
                 os.path.join(
-                    workdir, run_files.predictions_file(split, at_best_val=at_best_val)
+                    run.workdir,
+                    run_files.predictions_file(split, at_best_val=at_best_val),
                 ),
                 outputs,
             )
 
 
 def _evaluate_all(
-    eval_step: Callable,
-    state: TrainState,
-    datasets: input_pipeline.Datasets,
-    config: ml_collections.ConfigDict,
-    *,
-    test_due: bool,
-    best_val: float | None,
+    run: _Run, state: TrainState, *, test_due: bool, best_val: float | None
 ) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
     """Eval-mode accuracies on train, (noisy) val and test, and the train outputs.
 
@@ -821,20 +842,14 @@ def _evaluate_all(
     (the best noisy-val accuracy of the earlier epochs); otherwise its accuracy
     is None.
     """
-    train_eval = evaluate_split(
-        eval_step, state, datasets.eval_batches("train", config.eval_batch_size)
-    )
+    train_eval = run.evaluate(state, "train")
     val_accuracy = None
-    if datasets.num_val:
-        val = evaluate_split(
-            eval_step, state, datasets.eval_batches("val", config.eval_batch_size)
-        )
+    if run.datasets.num_val:
+        val = run.evaluate(state, "val")
         val_accuracy = _accuracy(val["prediction"], val["label"])
     test_accuracy = None
     if test_due or _improves(val_accuracy, best_val):
-        test = evaluate_split(
-            eval_step, state, datasets.eval_batches("test", config.eval_batch_size)
-        )
+        test = run.evaluate(state, "test")
         test_accuracy = _accuracy(test["prediction"], test["clean_label"])
     accuracies = {
         **train_split_metrics(train_eval),
@@ -849,12 +864,7 @@ def _run_epoch(
     epoch: int,
     state: TrainState,
     *,
-    datasets: input_pipeline.Datasets,
-    config: ml_collections.ConfigDict,
-    train_step: Callable,
-    eval_step: Callable,
-    learning_rate: optax.Schedule,
-    steps_per_epoch: int,
+    run: _Run,
     progress: _StepProgress,
     writer: metric_writers.MetricWriter,
     evaluate: bool,
@@ -865,6 +875,7 @@ def _run_epoch(
 
     The record of an epoch that is not evaluated has None for every accuracy.
     """
+    config, steps_per_epoch = run.config, run.steps_per_epoch
     first_step = (epoch - 1) * steps_per_epoch + 1
     # The epoch's losses stay on the device until a progress line needs them;
     # then those not yet read come back in one copy and are checked. A window
@@ -876,8 +887,8 @@ def _run_epoch(
     # first epoch's figure does not include compilation.
     timed_from = None
     progress.restart_window()
-    for batch in datasets.train_batches(epoch - 1, config.batch_size):
-        state, loss = train_step(state, batch, epoch - 1)
+    for batch in run.datasets.train_batches(epoch - 1, config.batch_size):
+        state, loss = run.train_step(state, batch, epoch - 1)
         unread.append(loss)
         num_steps = len(step_losses) + len(unread)
         step = first_step + num_steps - 1
@@ -898,14 +909,14 @@ def _run_epoch(
 
     if evaluate:
         accuracies, train_eval = _evaluate_all(
-            eval_step, state, datasets, config, test_due=test_due, best_val=best_val
+            run, state, test_due=test_due, best_val=best_val
         )
     else:
         accuracies, train_eval = dict.fromkeys(ACCURACY_KEYS), None
     record = {
         "epoch": epoch,
         "step": epoch * steps_per_epoch,
-        "learning_rate": float(learning_rate(epoch * steps_per_epoch - 1)),
+        "learning_rate": float(run.learning_rate(epoch * steps_per_epoch - 1)),
         "train_loss": float(np.mean(step_losses)),
         **accuracies,
         "images_per_second": (

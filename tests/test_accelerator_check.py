@@ -44,6 +44,7 @@ def _run_check(*args, timeout):
     )
 
 
+@pytest.mark.slow
 def test_quick_check_prints_every_row_as_it_runs_and_fills_the_cache(tmp_path):
     cache = tmp_path / "cache"
     result = _run_check("--quick", f"--compilation_cache_dir={cache}", timeout=300)

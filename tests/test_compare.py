@@ -102,6 +102,11 @@ def test_a_copy_is_identical_and_the_unrecorded_machine_is_unknown(committed, tm
     text = compare.format_comparison(comparisons, committed)
     assert text.count("identical to the committed run") == 3
     assert "3 of 3 run(s) identical" in text
+    # One run directory compares alone.
+    [alone] = compare.compare(
+        rerun / "fashion_mnist/symmetric-0.4/tce-alpha0.1/seed1", committed
+    )
+    assert alone.identical and alone.committed_seeds == (0, 1, 2)
 
 
 def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path):
@@ -202,6 +207,7 @@ def _compare_cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_prints_the_comparison_and_exits_0_either_way(committed, tmp_path):
     write_run(tmp_path / "rerun", 0, 0.5, 0.5, 0.9)
     result = _compare_cli(f"--rerun={tmp_path / 'rerun'}", f"--committed={committed}")
@@ -209,6 +215,7 @@ def test_cli_prints_the_comparison_and_exits_0_either_way(committed, tmp_path):
     assert "not identical; unknown machine" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, expected",
     [

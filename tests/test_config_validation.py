@@ -1,12 +1,15 @@
-"""Config validation: every shipped config passes, and checking one is light."""
+"""Config validation: each bad field gets one line naming it and what is allowed,
+every shipped config passes, and checking one is light."""
 
 import pathlib
 import subprocess
 import sys
 import textwrap
 
+import ml_collections
 import pytest
 from ml_collections import config_flags
+from tiny_run import tiny_config
 
 from tce_jax import config_validation, grid
 
@@ -121,3 +124,117 @@ def test_an_override_naming_no_field_gets_the_nearest_names():
     )
     # Past a leaf (a tuple's items), config_flags reports the problem itself.
     assert error("--typo_test_config.schedule.decay_epochs.0=3") is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"seed": -1}, "config.seed"),
+        ({"num_epochs": 0}, "config.num_epochs"),
+        ({"batch_size": 30}, "config.batch_size"),
+        ({"eval_batch_size": 0}, "config.eval_batch_size"),
+        ({"log_every_steps": 0}, "config.log_every_steps"),
+        ({"eval_every_epochs": 0}, "config.eval_every_epochs"),
+        ({"test_eval_every_epochs": -1}, "config.test_eval_every_epochs"),
+        ({"data.holdout_folds": 1}, "config.data.holdout_folds"),
+        ({"data.holdout_folds": 3, "data.holdout_fold": 3}, "config.data.holdout_fold"),
+        ({"data.holdout_fold": 1}, "config.data.holdout_fold"),
+        ({"checkpoint_keep": 0}, "config.checkpoint_keep"),
+        ({"data.dataset": "imagenet"}, "config.data.dataset"),
+        ({"data.validation_fraction": 1.0}, "config.data.validation_fraction"),
+        ({"data.train_subset": -5}, "config.data.train_subset"),
+        ({"noise.kind": "gaussian"}, "config.noise.kind"),
+        ({"noise.rate": 1.5}, "config.noise.rate"),
+        ({"model.name": "resnet7"}, "config.model.name"),
+        ({"model.width_multiplier": 0.0}, "config.model.width_multiplier"),
+        ({"model.dtype": "int8"}, "config.model.dtype"),
+        ({"model.dtype": "float16"}, "config.model.dtype"),
+        ({"loss.name": "hinge"}, "config.loss.name"),
+        ({"loss.q": 0.7}, "config.loss.q"),
+        ({"loss.alpha": 1.5}, "config.loss"),
+        ({"loss.name": "taylor_ce", "loss.t": 0}, "config.loss"),
+        ({"optimizer.learning_rate": 0.0}, "config.optimizer.learning_rate"),
+        ({"optimizer.momentum": 1.0}, "config.optimizer.momentum"),
+        (
+            {"optimizer.momentum": 0.0, "optimizer.nesterov": True},
+            "config.optimizer.nesterov",
+        ),
+        ({"optimizer.weight_decay": -1e-4}, "config.optimizer.weight_decay"),
+        ({"schedule.name": "step"}, "config.schedule.name"),
+        ({"schedule.warmup_epochs": 3.0}, "config.schedule.warmup_epochs"),
+        (
+            {"schedule.name": "piecewise", "schedule.decay_epochs": (2, 1)},
+            "config.schedule.decay_epochs",
+        ),
+        (
+            {
+                "schedule.name": "piecewise",
+                "schedule.decay_epochs": (1, 2),
+                "schedule.decay_factor": 0.0,
+            },
+            "config.schedule.decay_factor",
+        ),
+    ],
+)
+def test_every_invalid_field_gets_one_line_naming_it(overrides, field):
+    with pytest.raises(config_validation.ConfigError) as error:
+        config_validation.validate(tiny_config(**overrides), num_devices=4)
+    message = str(error.value)
+    assert message.startswith(field), message
+    assert "\n" not in message
+
+
+def _untyped_config(**overrides):
+    """tiny_config() with overrides of any type (as a config file could write)."""
+    config = ml_collections.ConfigDict(tiny_config().to_dict(), type_safe=False)
+    for path, value in overrides.items():
+        *sections, name = path.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[name] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": -1}, r"config.seed must be an int >= 0"),
+        ({"seed": 1.5}, r"config.seed must be an int >= 0"),
+        ({"data.dataset": "imagenet"}, r"config.data.dataset must be one of"),
+        ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
+        ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
+        ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
+        ({"data.validation_examples": -1}, r"validation_examples must be an int >= 0"),
+        (
+            {"data.train_subset": 10, "data.validation_examples": 10},
+            r"validation_examples=10 leaves no training examples",
+        ),
+        ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
+        ({"data.holdout_folds": 1}, r"holdout_folds must be 0 .* or an int >= 2"),
+        (
+            {"data.holdout_folds": 2, "data.holdout_fold": 2},
+            r"holdout_fold must be an int in \[0, config.data.holdout_folds=2\)",
+        ),
+        ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
+        ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
+        (
+            {"data.dataset": "cifar100", "noise.kind": "asymmetric_cifar10"},
+            r"needs num_classes=10.*'cifar100' has 100 classes",
+        ),
+        (
+            {"noise.kind": "matrix", "noise.transition_matrix": [[0.5, 0.4]] * 2},
+            r"config.noise.transition_matrix must have shape \(10, 10\)",
+        ),
+    ],
+)
+def test_each_bad_data_or_noise_field_is_named_with_what_is_allowed(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config_validation.validate_data(_untyped_config(**overrides))
+
+
+def test_validate_config_reports_missing_fields():
+    config = tiny_config()
+    del config.data["train_subset"]
+    with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
+        config_validation.validate_data(config)

@@ -10,9 +10,6 @@ half (crop, flip, normalisation) is tested in test_preprocessing.py.
 
 import dataclasses
 import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import ml_collections
@@ -22,7 +19,6 @@ import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding, PartitionSpec
 
 from tce_jax import (
-    config_validation,
     fashion_mnist_debian,
     input_pipeline,
     noise,
@@ -511,50 +507,6 @@ def test_cross_fitting_folds_partition_the_training_examples():
 # ---------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"seed": -1}, r"config.seed must be an int >= 0"),
-        ({"seed": 1.5}, r"config.seed must be an int >= 0"),
-        ({"data.dataset": "imagenet"}, r"config.data.dataset must be one of"),
-        ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
-        ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
-        ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
-        ({"data.validation_examples": -1}, r"validation_examples must be an int >= 0"),
-        (
-            {"data.train_subset": 10, "data.validation_examples": 10},
-            r"validation_examples=10 leaves no training examples",
-        ),
-        ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
-        ({"data.holdout_folds": 1}, r"holdout_folds must be 0 .* or an int >= 2"),
-        (
-            {"data.holdout_folds": 2, "data.holdout_fold": 2},
-            r"holdout_fold must be an int in \[0, config.data.holdout_folds=2\)",
-        ),
-        ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
-        ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
-        (
-            {"data.dataset": "cifar100", "noise.kind": "asymmetric_cifar10"},
-            r"needs num_classes=10.*'cifar100' has 100 classes",
-        ),
-        (
-            {"noise.kind": "matrix", "noise.transition_matrix": [[0.5, 0.4]] * 2},
-            r"config.noise.transition_matrix must have shape \(10, 10\)",
-        ),
-    ],
-)
-def test_validate_config_names_the_field(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        config_validation.validate_data(_config(**overrides))
-
-
-def test_validate_config_reports_missing_fields():
-    config = _config()
-    del config.data["train_subset"]
-    with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
-        config_validation.validate_data(config)
-
-
 def test_bad_runtime_arguments(cifar):
     with pytest.raises(ValueError, match="multiple of the 4 devices"):
         cifar.train_batches(0, 6)
@@ -568,53 +520,6 @@ def test_bad_runtime_arguments(cifar):
         _mock_datasets(_config(**{"data.train_subset": 50}))
     with pytest.raises(ValueError, match="axis named 'data'"):
         _mock_datasets(_config(), mesh=jax.make_mesh((1,), ("batch",)))
-
-
-def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(fashion_mnist_debian, "DEBIAN_DIR", str(tmp_path / "none"))
-
-    def offline(self, *args, **kwargs):
-        raise ConnectionError("no route to host")
-
-    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-    with pytest.raises(RuntimeError) as error:
-        input_pipeline.prepare("fashion_mnist", str(tmp_path / "tfds"))
-    message = str(error.value)
-    assert "apt-get install dataset-fashion-mnist" in message
-    assert "python3 -m tce_jax.prepare_data --dataset=fashion_mnist" in message
-    assert "no route to host" in message
-
-
-@pytest.mark.parametrize(
-    ("args", "expected", "status"),
-    [
-        (
-            ["--data_dir={tmp}/a_file"],
-            "prepare_data: --data_dir={tmp}/a_file: is a file; allowed: a directory",
-            2,
-        ),
-        (
-            ["--dataset=imagenet"],
-            "flag --dataset=imagenet: value should be one of <cifar10|cifar100|",
-            1,
-        ),
-    ],
-)
-def test_prepare_data_rejects_bad_flags_with_one_line(tmp_path, args, expected, status):
-    (tmp_path / "a_file").write_text("keep me")
-    result = subprocess.run(
-        [sys.executable, "-m", "tce_jax.prepare_data"]
-        + [arg.format(tmp=tmp_path) for arg in args],
-        cwd=pathlib.Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == status
-    assert "Traceback" not in result.stderr
-    assert expected.format(tmp=tmp_path) in result.stderr
-    assert (tmp_path / "a_file").read_text() == "keep me"
 
 
 # ------------------------------------------------------------ real Fashion-MNIST
@@ -633,38 +538,6 @@ def fashion_mnist_arrays():
     return {
         split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
     }
-
-
-@requires_fashion_mnist
-def test_debian_files_have_the_expected_counts(fashion_mnist_arrays):
-    for split, (size, per_class) in (
-        ("train", (60_000, 6_000)),
-        ("test", (10_000, 1_000)),
-    ):
-        images, labels = fashion_mnist_arrays[split]
-        assert images.shape == (size, 28, 28, 1) and images.dtype == np.uint8
-        np.testing.assert_array_equal(np.bincount(labels), [per_class] * 10)
-    # The normalisation constants are the train split's statistics.
-    train = fashion_mnist_arrays["train"][0] / 255.0
-    info = input_pipeline.DATASETS["fashion_mnist"]
-    assert train.mean() == pytest.approx(info.mean[0], abs=5e-4)
-    assert train.std() == pytest.approx(info.std[0], abs=5e-4)
-
-
-@requires_fashion_mnist
-def test_debian_builder_yields_the_idx_examples(fashion_mnist_arrays, tmp_path):
-    builder = fashion_mnist_debian.FashionMnistDebian(data_dir=str(tmp_path))
-    generators = builder._split_generators(dl_manager=None)
-    assert set(generators) == {"train", "test"}
-    images, labels = fashion_mnist_arrays["train"]
-    for (key, example), image, label in zip(
-        generators["train"], images, labels, strict=False
-    ):
-        np.testing.assert_array_equal(example["image"], image)
-        assert example["label"] == label
-        builder.info.features.encode_example(example)  # Matches the feature spec.
-        if key == 2:
-            break
 
 
 @requires_fashion_mnist

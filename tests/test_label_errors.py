@@ -105,6 +105,7 @@ def test_run_without_predictions_names_the_file(tmp_path):
         label_errors.rank_run(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

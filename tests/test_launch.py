@@ -19,6 +19,9 @@ import tiny_run
 ROOT = tiny_run.ROOT
 _environment = tiny_run.launch_environment
 
+# Every test starts launch.py in a subprocess (TensorFlow and JAX import each time).
+pytestmark = pytest.mark.slow
+
 
 def _launch_rejects(*args):
     """Runs launch.py expecting exit status 2 and no traceback; its launch.py: lines."""

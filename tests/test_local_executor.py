@@ -165,6 +165,7 @@ time.sleep(0.5)  # Long enough for the runs of one wave to overlap.
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "slots", "expected"),
     [

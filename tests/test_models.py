@@ -50,6 +50,8 @@ def _run(name: str, *, dtype=jnp.float32, width_multiplier=0.25, channels=3):
     return variables, *forward(variables, images)
 
 
+# Forward passes of every family: compiling the large ResNets takes most of it.
+@pytest.mark.slow
 class ModelFamiliesTest(parameterized.TestCase):
     @parameterized.parameters(*_FAMILIES)
     def test_train_and_eval_forward(self, name):
@@ -101,6 +103,8 @@ class ModelFamiliesTest(parameterized.TestCase):
             [v.aval.dtype for v in (*head.invars, *head.outvars)], [jnp.float32] * 3
         )
 
+
+class ModelNamesTest(parameterized.TestCase):
     def test_names(self):
         self.assertEqual(
             set(models.names()),

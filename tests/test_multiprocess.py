@@ -22,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tiny_run
 
 ROOT = tiny_run.ROOT
@@ -55,6 +56,9 @@ _forbid_writes(sys.argv[-1].removeprefix("--workdir="))
 """
 
 TIMEOUT_SECONDS = 120
+
+# Every test starts several launch.py processes joined over localhost.
+pytestmark = pytest.mark.slow
 
 
 def _free_port(candidates=(0,)):

@@ -44,6 +44,7 @@ def test_report_of_an_empty_sweep_says_so(tmp_path):
     assert "No finished runs" in (out_dir / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_of_a_missing_directory_is_one_line_and_creates_nothing(tmp_path):
     missing = tmp_path / "no_sweep"
     result = subprocess.run(

@@ -9,17 +9,7 @@ import sys
 import pytest
 from report_fakes import write_run
 
-from tce_jax import report_tables, run_files, selection
-
-
-def test_selection_uses_noisy_validation_never_test():
-    metrics = [
-        {"epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.99},
-        {"epoch": 2, "val_accuracy": 0.6, "test_accuracy": 0.10},
-        {"epoch": 3, "val_accuracy": 0.6, "test_accuracy": 0.50},
-    ]
-    assert selection.select_on_validation(metrics)["epoch"] == 2
-    assert selection.select_on_validation([{"epoch": 1, "val_accuracy": None}]) is None
+from tce_jax import report_tables, run_files
 
 
 def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):

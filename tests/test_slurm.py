@@ -54,6 +54,7 @@ def jobs_import_this_module(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
 
 
+@pytest.mark.slow
 def test_submitit_sweep_runs_each_run_as_a_job_and_resubmits_the_unfinished(
     base_config_path, tmp_path, jobs_import_this_module
 ):
@@ -96,6 +97,7 @@ def test_submitit_sweep_runs_each_run_as_a_job_and_resubmits_the_unfinished(
     assert len(outcome.skipped) == 2 and not outcome.submitted
 
 
+@pytest.mark.slow
 def test_preempted_submitit_job_is_requeued_and_resumes(
     base_config_path, tmp_path, jobs_import_this_module
 ):
@@ -231,6 +233,7 @@ def get_config():
 """
 
 
+@pytest.mark.slow
 def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
     tmp_path,
 ):

@@ -4,6 +4,7 @@ import pytest
 from sweep_fakes import sweep_py
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -42,6 +43,7 @@ def test_bad_input_gets_one_line_and_no_traceback(args, expected, tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow
 def test_missing_config_file_or_a_file_as_workdir_get_one_line(tmp_path):
     missing = sweep_py("--config=configs/sweeps/nope.py", f"--workdir={tmp_path}/s")
     assert missing.returncode == 2
