@@ -18,8 +18,11 @@ records what that depends on, and every run keeps it (``run.json``,
 * ``xla_flags``: the ``XLA_FLAGS`` the run saw (launch.py adds its own);
 * ``requirements_lock_sha256``: the hash of the repository's
   ``requirements.lock``, which pins every other package (None without it);
-* ``cpus_available``: the cores the process could use (information only:
-  one run uses them through XLA's thread pools).
+* ``cpus_available``: the cores the process could use. On CPU this decides
+  numbers too: XLA sizes its thread pool from it and splits work by that pool
+  (measured: a sweep run, pinned to one core, relaunched on two cores differs
+  from epoch 1 on; pinned to one core again it is identical). A sweep gives
+  each run one core unless told otherwise.
 
 ``machine_signature`` hashes the fields that can change a number; two runs with
 the same signature were made on the same machine type and software.
@@ -66,6 +69,7 @@ SIGNATURE_FIELDS = (
     "versions",
     "xla_flags",
     "requirements_lock_sha256",
+    "cpus_available",  # On CPU only (_decisive).
 )
 
 
@@ -149,16 +153,29 @@ def collect(devices: Iterable[jax.Device] | None = None) -> dict[str, Any]:
     return environment
 
 
+def _decisive(environment: Mapping[str, Any]) -> dict[str, Any]:
+    """The SIGNATURE_FIELDS of a record; the core count counts on CPU only."""
+    fields = {field: environment.get(field) for field in SIGNATURE_FIELDS}
+    if environment.get("platform") != "cpu":
+        del fields["cpus_available"]
+    return fields
+
+
 def machine_signature(environment: Mapping[str, Any]) -> str:
     """Short hash of the fields that decide a run's numbers (SIGNATURE_FIELDS)."""
-    decisive = {field: environment.get(field) for field in SIGNATURE_FIELDS}
-    text = json.dumps(decisive, sort_keys=True)
+    text = json.dumps(_decisive(environment), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """The decisive fields in which two environment records differ, by name."""
-    return [field for field in SIGNATURE_FIELDS if a.get(field) != b.get(field)]
+    decisive_a, decisive_b = _decisive(a), _decisive(b)
+    return [
+        field
+        for field in SIGNATURE_FIELDS
+        if field in decisive_a.keys() | decisive_b.keys()
+        and decisive_a.get(field) != decisive_b.get(field)
+    ]
 
 
 def describe(environment: Mapping[str, Any]) -> str:

@@ -74,12 +74,19 @@ def test_collect_records_this_process():
 
 def test_signature_follows_the_fields_that_change_numbers_only():
     environment = run_environment.collect()
-    same_type = dict(environment, cpus_available=64, os="Linux 7.0", python="3.12.1")
+    same_type = dict(environment, os="Linux 7.0", python="3.12.1")
     assert run_environment.machine_signature(
         same_type
     ) == run_environment.machine_signature(environment)
     assert run_environment.differences(environment, same_type) == []
+    # The cores a process may use size XLA:CPU's thread pool: they count on CPU
+    # only.
+    gpu = dict(environment, platform="gpu", device_kind="NVIDIA H100")
+    assert run_environment.machine_signature(
+        dict(gpu, cpus_available=64)
+    ) == run_environment.machine_signature(gpu)
     for field, value in (
+        ("cpus_available", environment["cpus_available"] + 1),
         ("xla_flags", "--xla_cpu_max_isa=AVX2"),
         ("isa_features", ["sse", "sse2"]),
         ("cpu_model", "Intel(R) Xeon(R) Platinum 8488C"),
