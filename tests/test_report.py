@@ -11,6 +11,7 @@ from report_fakes import write_run
 from tce_jax import report, report_tables, run_files
 
 
+@pytest.mark.slow
 def test_write_report_writes_csv_markdown_and_plots(sweep_dir, capsys):
     for alpha in (0.001, 0.1):  # Several alphas -> the alpha plot.
         for rate in (0.0, 0.4):
@@ -144,6 +145,7 @@ def test_committed_reports_regenerate_identically():
         assert committed == f"{expected}\n\n{report_tables.markdown_tables(rows)}"
 
 
+@pytest.mark.slow
 def test_report_warns_when_runs_come_from_several_machine_types(sweep_dir, caplog):
     # Every run has no record (one unknown machine): no warning.
     with caplog.at_level("WARNING"):

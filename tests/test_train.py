@@ -349,6 +349,7 @@ def test_a_few_train_steps_of_every_model_family(model_name):
     assert train_step._cache_size() == 1  # One compilation for all steps.
 
 
+@pytest.mark.slow
 def test_one_device_and_four_devices_agree():
     results = []
     for num_devices in (1, 4):
