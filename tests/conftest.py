@@ -83,3 +83,18 @@ def sweep_dir(tmp_path):
     import report_fakes
 
     return report_fakes.fill_sweep(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_arrays():
+    """Debian's Fashion-MNIST as {split: (images, labels)}; skips without it."""
+    from tce_jax import fashion_mnist_debian
+
+    if not fashion_mnist_debian.is_available():
+        pytest.skip(
+            f"Debian's Fashion-MNIST is not installed in "
+            f"{fashion_mnist_debian.DEBIAN_DIR} (apt-get install dataset-fashion-mnist)"
+        )
+    return {
+        split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
+    }

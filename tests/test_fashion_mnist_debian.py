@@ -6,23 +6,7 @@ import pytest
 from tce_jax import fashion_mnist_debian
 from tce_jax.dataset_info import DATASETS
 
-requires_fashion_mnist = pytest.mark.skipif(
-    not fashion_mnist_debian.is_available(),
-    reason=(
-        f"Debian's Fashion-MNIST is not installed in {fashion_mnist_debian.DEBIAN_DIR}"
-        " (sudo apt-get install dataset-fashion-mnist)"
-    ),
-)
 
-
-@pytest.fixture(scope="module")
-def fashion_mnist_arrays():
-    return {
-        split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
-    }
-
-
-@requires_fashion_mnist
 def test_debian_files_have_the_expected_counts(fashion_mnist_arrays):
     for split, (size, per_class) in (
         ("train", (60_000, 6_000)),
@@ -38,7 +22,6 @@ def test_debian_files_have_the_expected_counts(fashion_mnist_arrays):
     assert train.std() == pytest.approx(info.std[0], abs=5e-4)
 
 
-@requires_fashion_mnist
 def test_debian_builder_yields_the_idx_examples(fashion_mnist_arrays, tmp_path):
     builder = fashion_mnist_debian.FashionMnistDebian(data_dir=str(tmp_path))
     generators = builder._split_generators(dl_manager=None)

@@ -19,7 +19,6 @@ import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding, PartitionSpec
 
 from tce_jax import (
-    fashion_mnist_debian,
     input_pipeline,
     noise,
     preprocessing,
@@ -524,23 +523,7 @@ def test_bad_runtime_arguments(cifar):
 
 # ------------------------------------------------------------ real Fashion-MNIST
 
-requires_fashion_mnist = pytest.mark.skipif(
-    not fashion_mnist_debian.is_available(),
-    reason=(
-        f"Debian's Fashion-MNIST is not installed in {fashion_mnist_debian.DEBIAN_DIR}"
-        " (sudo apt-get install dataset-fashion-mnist)"
-    ),
-)
 
-
-@pytest.fixture(scope="module")
-def fashion_mnist_arrays():
-    return {
-        split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
-    }
-
-
-@requires_fashion_mnist
 def test_real_fashion_mnist_slice_through_the_pipeline(fashion_mnist_arrays):
     train_images, train_labels = fashion_mnist_arrays["train"]
     test_images, test_labels = fashion_mnist_arrays["test"]
