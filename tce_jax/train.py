@@ -697,9 +697,7 @@ def _train_epochs(
             best_val = record["val_accuracy"]
             # Written before the checkpoint: a run killed in between redoes
             # this epoch and writes the same predictions again.
-            _save_run_predictions(
-                run, _prediction_splits(run, state, train_eval), at_best_val=True
-            )
+            _save_run_predictions(run, state, train_eval, at_best_val=True)
         history.append(record)
         checkpointer.save(epoch, state, history)
         writer.write_scalars(
@@ -731,9 +729,7 @@ def _finish(
         commit=run.commit,
         environment=run.environment,
     )
-    _save_run_predictions(
-        run, _prediction_splits(run, state, train_eval), at_best_val=False
-    )
+    _save_run_predictions(run, state, train_eval, at_best_val=False)
     if run.is_writer:
         run_files.write_summary(run.workdir, summary)
     logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
@@ -806,22 +802,19 @@ def _improves(val_accuracy: float | None, best_val: float | None) -> bool:
     return val_accuracy is not None and (best_val is None or val_accuracy > best_val)
 
 
-def _prediction_splits(
-    run: _Run, state: TrainState, train_eval: dict[str, np.ndarray]
-) -> dict[str, dict[str, np.ndarray]]:
-    """The outputs saved as predictions: train, and the held-out fold if any.
-
-    Every process evaluates (the eval step is a collective); process 0 writes.
-    """
+def _save_run_predictions(
+    run: _Run,
+    state: TrainState,
+    train_eval: dict[str, np.ndarray],
+    *,
+    at_best_val: bool,
+) -> None:
+    """Saves the predictions on train (``train_eval``) and on the held-out fold
+    if any. Every process evaluates (the eval step is a collective); process 0
+    writes."""
     splits = {"train": train_eval}
     if run.datasets.num_heldout:
         splits["heldout"] = run.evaluate(state, "heldout")
-    return splits
-
-
-def _save_run_predictions(
-    run: _Run, splits: dict[str, dict[str, np.ndarray]], *, at_best_val: bool
-) -> None:
     if run.is_writer:
         for split, outputs in splits.items():
             save_predictions(
