@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from tce_jax import report_plots, report_tables, run_files
+from tce_jax import report_plots, report_tables, run_environment, run_files
 from tce_jax.run_files import FINISHED
 
 REPORT_DIR = "report"
@@ -132,8 +132,11 @@ def _warn_on_mixed_machines(rows, sweep_dir: pathlib.Path) -> None:
     for row in rows:
         if row["status"] == FINISHED:
             summary = run_files.read_summary(sweep_dir / row["run"])
-            environment = summary.get(run_files.ENVIRONMENT_KEY) or {}
-            runs_by_machine[environment.get("machine_signature")].append(row["run"])
+            environment = summary.get(run_files.ENVIRONMENT_KEY)
+            # Derived from the record, not read from it: a signature stored by
+            # older code would split one machine in two.
+            signature = environment and run_environment.machine_signature(environment)
+            runs_by_machine[signature].append(row["run"])
     if len(runs_by_machine) > 1:
         logging.warning(
             "%s: the runs were made on %d machine types or software stacks (%s); "
