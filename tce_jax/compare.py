@@ -27,7 +27,7 @@ import math
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import app, flags
 from flax import traverse_util
@@ -122,16 +122,27 @@ def resolve_results_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
     )
 
 
-def _finished_runs(root: pathlib.Path) -> list[tuple[pathlib.Path, dict[str, Any]]]:
-    """(run dir, report row) of the finished runs under root (a sweep dir or one
-    run dir)."""
+class _FinishedRun(NamedTuple):
+    path: pathlib.Path
+    row: dict[str, Any]  # report_tables' row
+    summary: dict[str, Any]
+    config: dict[str, Any]  # _training_config(summary)
+
+
+def _finished_runs(root: pathlib.Path) -> list[_FinishedRun]:
+    """The finished runs under root (a sweep dir or one run dir)."""
     if run_files.read_summary(root) is not None:
         base, rows = root.parent, [report_tables.load_run(root.parent, root.name)]
     else:
         base, rows = root, report_tables.collect(root)
-    return [
-        (base / row["run"], row) for row in rows if row["status"] == run_files.FINISHED
-    ]
+    runs = []
+    for row in rows:
+        if row["status"] == run_files.FINISHED:
+            summary = run_files.read_summary(base / row["run"])
+            runs.append(
+                _FinishedRun(base / row["run"], row, summary, _training_config(summary))
+            )
+    return runs
 
 
 def _training_config(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,28 +215,23 @@ def compare(
     rerun_dir: pathlib.Path, committed_dir: pathlib.Path
 ) -> list[RunComparison]:
     """Every finished rerun against the committed runs of its cell."""
-    committed = []
-    for committed_run, row in _finished_runs(committed_dir):
-        summary = run_files.read_summary(committed_run)
-        committed.append((row, summary, _training_config(summary), committed_run))
+    committed = _finished_runs(committed_dir)
     comparisons = []
-    for run_dir, row in _finished_runs(rerun_dir):
-        summary = run_files.read_summary(run_dir)
-        config = _training_config(summary)
-        cell = [
-            (c, s, path) for c, s, other, path in committed if same_cell(config, other)
-        ]
-        twins = [(c, s, path) for c, s, path in cell if c["seed"] == row["seed"]]
-        difference = first_difference(run_dir, twins[0][2]) if twins else None
+    for run_dir, row, summary, config in _finished_runs(rerun_dir):
+        cell = [c for c in committed if same_cell(config, c.config)]
+        twins = [c for c in cell if c.row["seed"] == row["seed"]]
+        difference = first_difference(run_dir, twins[0].path) if twins else None
         environment = summary.get(run_files.ENVIRONMENT_KEY)
         # The machine of the twin decides whether a difference is expected;
         # without one, those of the seeds it is set against.
-        committed_envs = [s.get(run_files.ENVIRONMENT_KEY) for _, s, _ in twins or cell]
+        committed_envs = [
+            c.summary.get(run_files.ENVIRONMENT_KEY) for c in twins or cell
+        ]
         machine, differing = _machine(environment, committed_envs)
         known = [env for env in committed_envs if env is not None]
         spreads = []
         for key, label in REPORTED:
-            values = [c[key] for c, _, _ in cell if c[key] is not None]
+            values = [c.row[key] for c in cell if c.row[key] is not None]
             if (
                 row[key] is None
                 or not values
@@ -239,7 +245,7 @@ def compare(
         comparisons.append(
             RunComparison(
                 run=row["run"],
-                committed_seeds=tuple(sorted(c["seed"] for c, _, _ in cell)),
+                committed_seeds=tuple(sorted(c.row["seed"] for c in cell)),
                 identical=(difference is None) if twins else None,
                 difference=difference,
                 machine=machine,

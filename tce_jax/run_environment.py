@@ -170,11 +170,11 @@ def machine_signature(environment: Mapping[str, Any]) -> str:
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """The decisive fields in which two environment records differ, by name."""
     decisive_a, decisive_b = _decisive(a), _decisive(b)
+    fields = decisive_a.keys() | decisive_b.keys()
     return [
         field
         for field in SIGNATURE_FIELDS
-        if field in decisive_a.keys() | decisive_b.keys()
-        and decisive_a.get(field) != decisive_b.get(field)
+        if field in fields and decisive_a.get(field) != decisive_b.get(field)
     ]
 
 
