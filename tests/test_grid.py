@@ -71,14 +71,16 @@ def test_resolve_config_applies_overrides_and_catches_typos(base_config_path):
         grid.resolve_config(base_config_path, {"nosie.rate": 0.2})
 
 
-def test_launch_command_passes_every_override(base_config_path):
+def test_launch_command_passes_every_override(base_config_path, tmp_path):
     run = grid.expand_grid(make_sweep_config(base_config_path))[3]
-    command = grid.launch_command(base_config_path, run, "/tmp/x")
+    # A workdir outside the repository stays absolute (tmp_path, not a fixed
+    # path, which a clone could sit at).
+    command = grid.launch_command(base_config_path, run, tmp_path / "x")
     assert command[1].endswith("launch.py")
     assert "--config.loss.alpha=0.01" in command
     assert "--config.noise.rate=0.4" in command
     assert "--config.data.train_subset=100" in command
-    assert command[-1] == "--workdir=/tmp/x"
+    assert command[-1] == f"--workdir={tmp_path / 'x'}"
     assert grid._flag_value((1, 2)) == "(1, 2)"
     assert grid._flag_value(True) == "true"
 
