@@ -141,6 +141,31 @@ def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
 
+def effective_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as the run uses it: every default it falls back on filled in.
+
+    ``config.loss`` carries a placeholder for every hyperparameter of every
+    loss; here it holds only the chosen loss's hyperparameters, each with the
+    value the loss uses (set or default), and the alpha rule with its resolved
+    settings (under a self-tuning rule, ``alpha`` is the rule's and left out).
+    Two runs with equal effective configs train the same model whatever the
+    defaults were when each ran, so comparisons match runs on this.
+    """
+    effective = config.to_dict()
+    loss = config.loss
+    rule = loss.get("alpha_rule", "fixed")
+    hparams = losses.defaults(loss.name) | loss_hparams(config)
+    if rule != "fixed":
+        hparams.pop("alpha", None)
+    effective["loss"] = {"name": loss.name, **hparams, "alpha_rule": rule}
+    if rule == "auto":
+        effective["loss"] |= {
+            "alpha_max": alpha_max(config),
+            "alpha_offset": alpha_offset(config),
+        }
+    return effective
+
+
 def alpha_max(config: ml_collections.ConfigDict) -> float:
     """The ``auto`` alpha rule's maximum: ``config.loss.alpha_max`` or the default."""
     value = config.loss.get("alpha_max")

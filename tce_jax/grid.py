@@ -6,6 +6,9 @@ run config and the axes of the grid::
     base_config: path of a run config (e.g. "configs/cpu_fashion_mnist.py")
     overrides:   nested dict applied to every run (e.g. {"num_epochs": 8})
     datasets, noise_kinds, noise_rates, seeds: tuples
+    scenarios:   optional, instead of noise_kinds x noise_rates: a tuple of
+                 (noise kind, rate) pairs, for grids that are not a product
+                 (e.g. symmetric 0-0.6 but pair noise only at 0.2 and 0.4)
     losses:      tuple of dicts, each {"name": <registry name>, <hparam>: value}
     jobs:        runs at once on this machine (0 = one per core, or per GPU)
     holdout_folds: optional; K >= 2 makes every grid point K cross-fitting
@@ -108,6 +111,41 @@ def flatten(nested: Mapping[str, Any] | ml_collections.ConfigDict) -> dict[str, 
     return traverse_util.flatten_dict(dict(nested), sep=".")
 
 
+def noise_scenarios(
+    sweep_config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, float], ...]:
+    """The sweep's (noise kind, rate) pairs: ``scenarios``, or the product of
+    ``noise_kinds`` and ``noise_rates``.
+
+    Raises:
+      ValueError: both forms given, or neither, or a scenario that is not a
+        (kind, rate) pair.
+    """
+    has_product = "noise_kinds" in sweep_config or "noise_rates" in sweep_config
+    if "scenarios" in sweep_config:
+        if has_product:
+            raise ValueError(
+                "sweep config: give either scenarios or noise_kinds and "
+                "noise_rates, not both"
+            )
+        scenarios = tuple(tuple(pair) for pair in sweep_config.scenarios)
+        for pair in scenarios:
+            if len(pair) != 2 or not isinstance(pair[0], str):
+                raise ValueError(
+                    f"sweep scenario {pair!r}: allowed: a (noise kind, rate) pair"
+                )
+        return tuple((kind, float(rate)) for kind, rate in scenarios)
+    for name in ("noise_kinds", "noise_rates"):
+        if not tuple(sweep_config.get(name) or ()):
+            raise ValueError(f"sweep axis {name!r} is empty")
+    return tuple(
+        (kind, float(rate))
+        for kind, rate in itertools.product(
+            sweep_config.noise_kinds, sweep_config.noise_rates
+        )
+    )
+
+
 def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
     """All runs of a sweep config, in a stable order (seed varies slowest).
 
@@ -117,10 +155,8 @@ def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
     Raises:
       ValueError: on an empty axis, a loss without a name or duplicated runs.
     """
-    axes = {
-        name: tuple(sweep_config[name])
-        for name in ("datasets", "noise_kinds", "noise_rates", "losses", "seeds")
-    }
+    axes = {name: tuple(sweep_config[name]) for name in ("datasets", "losses", "seeds")}
+    axes["scenarios"] = noise_scenarios(sweep_config)
     for name, values in axes.items():
         if not values:
             raise ValueError(f"sweep axis {name!r} is empty")
@@ -132,11 +168,10 @@ def expand_grid(sweep_config: ml_collections.ConfigDict) -> list[Run]:
             f"{num_folds!r}"
         )
     runs = []
-    for seed, dataset, kind, rate, loss, fold in itertools.product(
+    for seed, dataset, (kind, rate), loss, fold in itertools.product(
         axes["seeds"],
         axes["datasets"],
-        axes["noise_kinds"],
-        axes["noise_rates"],
+        axes["scenarios"],
         axes["losses"],
         range(max(num_folds, 1)),
     ):

@@ -400,6 +400,7 @@ def summarize(
         "realised_noise_rate": realised_noise_rate,
         "num_epochs": final["epoch"],
         "config": config.to_dict(),
+        "effective_config": config_validation.effective_config(config),
         "git_commit": commit,
         "wall_seconds": wall_seconds,
         run_files.ENVIRONMENT_KEY: environment,

@@ -238,3 +238,27 @@ def test_validate_config_reports_missing_fields():
     del config.data["train_subset"]
     with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
         config_validation.validate_data(config)
+
+
+def test_effective_config_fills_in_the_defaults_the_run_falls_back_on():
+    config = tiny_config()
+    config.loss.name = "sce"
+    config.loss.alpha = 0.1
+    effective = config_validation.effective_config(config)
+    # The chosen loss only, with the defaults it uses; no placeholders.
+    assert effective["loss"] == {
+        "name": "sce",
+        "alpha": 0.1,
+        "beta": 1.0,
+        "log_zero": -4.0,
+        "alpha_rule": "fixed",
+    }
+    assert effective["optimizer"] == config.optimizer.to_dict()
+    # Under the self-tuning rule alpha is the rule's; its settings are resolved.
+    config.loss.name, config.loss.alpha, config.loss.alpha_rule = "tce", None, "auto"
+    assert config_validation.effective_config(config)["loss"] == {
+        "name": "tce",
+        "alpha_rule": "auto",
+        "alpha_max": 0.5,
+        "alpha_offset": 0.0,
+    }

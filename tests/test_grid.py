@@ -59,6 +59,43 @@ def test_grid_rejects_duplicates_and_empty_axes(base_config_path):
         grid.expand_grid(make_sweep_config(base_config_path, noise_rates=()))
 
 
+def make_scenario_config(base_config_path, scenarios):
+    config = make_sweep_config(base_config_path, seeds=(0,))
+    del config["noise_kinds"], config["noise_rates"]
+    config.scenarios = scenarios
+    return config
+
+
+def test_scenarios_give_noise_settings_that_are_not_a_product(base_config_path):
+    config = make_scenario_config(
+        base_config_path, (("symmetric", 0.0), ("pair", 0.2), ("instance", 0.4))
+    )
+    runs = grid.expand_grid(config)
+    assert [run.rel_dir for run in runs[::2]] == [
+        "fashion_mnist/symmetric-0/ce/seed0",
+        "fashion_mnist/pair-0.2/ce/seed0",
+        "fashion_mnist/instance-0.4/ce/seed0",
+    ]
+    assert runs[-1].overrides["noise.kind"] == "instance"
+    assert runs[-1].overrides["noise.rate"] == 0.4
+    # The product form expands to the same runs as its scenarios.
+    product = make_sweep_config(base_config_path, seeds=(0,))
+    pairs = make_scenario_config(
+        base_config_path, (("symmetric", 0), ("symmetric", 0.4))
+    )
+    assert grid.expand_grid(product) == grid.expand_grid(pairs)
+
+
+def test_scenarios_reject_mixed_forms_and_bad_pairs(base_config_path):
+    both = make_sweep_config(base_config_path, scenarios=(("symmetric", 0.2),))
+    with pytest.raises(ValueError, match="not both"):
+        grid.expand_grid(both)
+    with pytest.raises(ValueError, match="pair"):
+        grid.expand_grid(make_scenario_config(base_config_path, (("symmetric",),)))
+    with pytest.raises(ValueError, match=r"scenarios.*empty"):
+        grid.expand_grid(make_scenario_config(base_config_path, ()))
+
+
 def test_resolve_config_applies_overrides_and_catches_typos(base_config_path):
     run = grid.expand_grid(make_sweep_config(base_config_path))[3]
     config = grid.resolve_config(base_config_path, run.overrides)
