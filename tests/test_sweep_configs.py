@@ -21,6 +21,7 @@ EXPECTED_RUNS = {
     "fashion_mnist_alpha_rule_dev:symmetric": 6,
     "fashion_mnist_alpha_rule_dev:uniform-auto": 8,
     "fashion_mnist_alpha_rule_dev:symmetric-auto": 4,
+    "fashion_mnist_benchmark": 400,
     "fashion_mnist_class_instance": 72,
     "fashion_mnist_label_errors": 18,
     "fashion_mnist_label_errors_folds": 27,
