@@ -8,7 +8,9 @@ from tce_jax import alpha_rules, losses, noise
 
 
 @pytest.mark.parametrize(
-    "module", [alpha_rules, losses, noise], ids=lambda m: m.__name__
+    "module",
+    [alpha_rules, pytest.param(losses, marks=pytest.mark.slow), noise],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(
