@@ -275,6 +275,16 @@ def results_markdown(
             *difference_tables(setting_rows, pairs),
         ]
         cells = group_by(setting_rows, ("loss", "noise_rate"))
+        if any(row["final_val_accuracy"] is not None for row in setting_rows):
+            lines += report_tables.rate_table(
+                "Noisy-validation accuracy (%) at the final epoch, against the "
+                "given (noisy) labels: what a choice without clean labels can "
+                "see; mean ± half-width of its 95% interval over seeds.",
+                setting_rows,
+                cells,
+                rates,
+                lambda row: row["final_val_accuracy"],
+            )
         noisy_rates = [rate for rate in rates if rate > 0]
         if noisy_rates:
             lines += report_tables.rate_table(

@@ -36,6 +36,7 @@ CSV_FIELDS = (
     "seed",
     "epochs",
     "final_test_accuracy",
+    "final_val_accuracy",
     "best_val_epoch",
     "best_val_accuracy",
     "best_val_test_accuracy",
@@ -96,6 +97,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
             row["final_test_accuracy"] = last.get("test_accuracy")
             row["memorized_fraction"] = last.get("memorized_fraction")
             row["train_clean_accuracy"] = last.get("train_clean_accuracy")
+        row["final_val_accuracy"] = last.get("val_accuracy")
         tests = [m["test_accuracy"] for m in metrics]
         row["peak_test_accuracy"] = max(
             (test for test in tests if test is not None), default=None
