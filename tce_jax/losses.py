@@ -80,6 +80,18 @@ def default_tce_alpha(num_classes: int) -> float:
     return 1.0 / num_classes
 
 
+PAPER_LOG_ZERO = -4.0
+"""``A = log 0`` of reverse cross entropy as the SCE paper states it (Wang et al.)."""
+
+CODE_LOG_ZERO = math.log(1e-4)
+"""``A = log 0`` as the public SCE and active-passive code computes it: ln 1e-4.
+
+That code clamps the one-hot label at 1e-4 before taking its log, so the
+constant it uses is ``ln 1e-4 = -9.21``, 2.3 times the paper's -4; the
+``*_code`` losses of the registry use it (docs/losses.md, "The published code").
+"""
+
+
 # ----------------------------------------------------------------------------
 # Hyperparameter checking (shared by the loss functions and the registry).
 
@@ -690,7 +702,7 @@ def reverse_cross_entropy(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
     *,
-    log_zero: float = -4.0,
+    log_zero: float = PAPER_LOG_ZERO,
     axis: Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
@@ -738,7 +750,7 @@ def symmetric_cross_entropy(
     *,
     alpha: float = 0.1,
     beta: float = 1.0,
-    log_zero: float = -4.0,
+    log_zero: float = PAPER_LOG_ZERO,
     axis: Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
@@ -833,7 +845,7 @@ def nce_plus_rce(
     *,
     alpha: float = 1.0,
     beta: float = 1.0,
-    log_zero: float = -4.0,
+    log_zero: float = PAPER_LOG_ZERO,
     axis: Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
@@ -1172,6 +1184,7 @@ def focal_loss(
     labels: jax.typing.ArrayLike,
     *,
     gamma: float = 0.5,
+    stop_gradient_weight: bool = False,
     axis: Axis = -1,
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
@@ -1183,12 +1196,20 @@ def focal_loss(
     ``gamma = 0`` is CE. ``(1 - p_y)`` comes from ``expm1`` and its power is
     guarded so the gradient is 0, not NaN, where ``p_y`` rounds to 1.
 
+    By default the gradient is that of the formula. With
+    ``stop_gradient_weight=True`` the weight ``(1 - p_y)^gamma`` is a constant
+    of the backward pass, as in the public code the noisy-label baseline comes
+    from (registry name ``focal_code``): the gradient is then
+    ``(1 - p_y)^gamma`` times CE's, and the value is unchanged.
+
     Args:
       logits: Unnormalised log-probabilities, shape ``[..., num_classes]``.
       labels: Integer labels, shape ``logits.shape`` without the class axis.
       gamma: Focusing exponent ``>= 0``. Default 0.5, the setting used as a
         noisy-label baseline (Ma et al. 2020); the focal-loss paper uses 2 for
         dense detection.
+      stop_gradient_weight: Treat the weight as a constant in the gradient
+        (a static bool).
       axis: Class axis or tuple of axes.
       where: Optional boolean per-example mask.
 
@@ -1207,6 +1228,11 @@ def focal_loss(
       https://arxiv.org/abs/1708.02002
     """
     gamma = _check_hparam("focal_loss", "gamma", gamma, _NONNEGATIVE)
+    if not isinstance(stop_gradient_weight, bool):
+        raise TypeError(
+            f"focal_loss: stop_gradient_weight must be a bool, got "
+            f"{stop_gradient_weight!r}"
+        )
     logits, labels, where = _prepare("focal_loss", logits, labels, axis, where)
     label_log_prob = _label_log_prob(logits, labels)
     if gamma == 0.0:
@@ -1215,6 +1241,8 @@ def focal_loss(
     positive = gap > 0.0
     # Double where: the power's derivative is infinite at 0 for gamma < 1.
     modulator = jnp.where(positive, jnp.where(positive, gap, 1.0) ** gamma, 0.0)
+    if stop_gradient_weight:
+        modulator = jax.lax.stop_gradient(modulator)
     return _masked(-modulator * label_log_prob, where)
 
 
@@ -1274,31 +1302,62 @@ def label_smoothed_cross_entropy(
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
+    """A registered loss.
+
+    Attributes:
+      fn: the loss function.
+      hparams: each hyperparameter's registry default and allowed range.
+      options: fixed keyword arguments (a variant of ``fn``), not
+        hyperparameters.
+      settings_of: the loss whose per-dataset settings this one takes (a
+        variant takes its base loss's); default: its own name.
+    """
+
     fn: LossFn
     hparams: dict[str, tuple[float, _Range]]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    settings_of: str | None = None
 
 
+def _sce_hparams(log_zero: float) -> dict[str, tuple[float, _Range]]:
+    return {
+        "alpha": (0.1, _NONNEGATIVE),
+        "beta": (1.0, _NONNEGATIVE),
+        "log_zero": (log_zero, _LOG_ZERO),
+    }
+
+
+def _nce_rce_hparams(log_zero: float) -> dict[str, tuple[float, _Range]]:
+    return {
+        "alpha": (1.0, _NONNEGATIVE),
+        "beta": (1.0, _NONNEGATIVE),
+        "log_zero": (log_zero, _LOG_ZERO),
+    }
+
+
+# The ``*_code`` entries are the losses as the public code their published
+# settings come from computes them, where that differs from the formula
+# (docs/losses.md, "The published code"): A = ln 1e-4 instead of the paper's
+# -4 in RCE, SCE and NCE+RCE, and the focal weight held constant in the
+# backward pass. Their defaults and per-dataset settings are their base's.
 _REGISTRY: dict[str, _Entry] = {
     "ce": _Entry(cross_entropy, {}),
     "tce": _Entry(tamed_cross_entropy, {"alpha": (DEFAULT_TCE_ALPHA, _TCE_ALPHA)}),
     "gce": _Entry(generalized_cross_entropy, {"q": (0.7, _GCE_Q)}),
-    "sce": _Entry(
-        symmetric_cross_entropy,
-        {
-            "alpha": (0.1, _NONNEGATIVE),
-            "beta": (1.0, _NONNEGATIVE),
-            "log_zero": (-4.0, _LOG_ZERO),
-        },
+    "sce": _Entry(symmetric_cross_entropy, _sce_hparams(PAPER_LOG_ZERO)),
+    "sce_code": _Entry(
+        symmetric_cross_entropy, _sce_hparams(CODE_LOG_ZERO), settings_of="sce"
     ),
-    "rce": _Entry(reverse_cross_entropy, {"log_zero": (-4.0, _LOG_ZERO)}),
+    "rce": _Entry(reverse_cross_entropy, {"log_zero": (PAPER_LOG_ZERO, _LOG_ZERO)}),
+    "rce_code": _Entry(
+        reverse_cross_entropy,
+        {"log_zero": (CODE_LOG_ZERO, _LOG_ZERO)},
+        settings_of="rce",
+    ),
     "nce": _Entry(normalized_cross_entropy, {}),
-    "nce_rce": _Entry(
-        nce_plus_rce,
-        {
-            "alpha": (1.0, _NONNEGATIVE),
-            "beta": (1.0, _NONNEGATIVE),
-            "log_zero": (-4.0, _LOG_ZERO),
-        },
+    "nce_rce": _Entry(nce_plus_rce, _nce_rce_hparams(PAPER_LOG_ZERO)),
+    "nce_rce_code": _Entry(
+        nce_plus_rce, _nce_rce_hparams(CODE_LOG_ZERO), settings_of="nce_rce"
     ),
     "nce_mae": _Entry(
         nce_plus_mae, {"alpha": (1.0, _NONNEGATIVE), "beta": (1.0, _NONNEGATIVE)}
@@ -1315,6 +1374,12 @@ _REGISTRY: dict[str, _Entry] = {
         },
     ),
     "focal": _Entry(focal_loss, {"gamma": (0.5, _NONNEGATIVE)}),
+    "focal_code": _Entry(
+        focal_loss,
+        {"gamma": (0.5, _NONNEGATIVE)},
+        options={"stop_gradient_weight": True},
+        settings_of="focal",
+    ),
     "ls_ce": _Entry(label_smoothed_cross_entropy, {"epsilon": (0.1, _SMOOTHING)}),
 }
 
@@ -1394,11 +1459,13 @@ def get(name: str, **hparams: Any) -> LossFn:
         key: _check_hparam(name, key, given.get(key, default), allowed)
         for key, (default, allowed) in entry.hparams.items()
     }
-    return functools.partial(entry.fn, **bound)
+    return functools.partial(entry.fn, **entry.options, **bound)
 
 
 __all__ = (
+    "CODE_LOG_ZERO",
     "DEFAULT_TCE_ALPHA",
+    "PAPER_LOG_ZERO",
     "UnknownHyperparameterError",
     "bi_tempered_logistic_loss",
     "cross_entropy",

@@ -27,6 +27,7 @@ EXPECTED_RUNS = {
     "fashion_mnist_label_errors_folds": 27,
     "fashion_mnist_large": 12,
     "fashion_mnist_noise": 75,
+    "fashion_mnist_sce_log_zero": 18,
     "fashion_mnist_symmetric_selection": 36,
 }
 
