@@ -324,8 +324,8 @@ def _tame_and_weight(
     ``delta = log((1 - alpha) p_y / alpha)``:
 
     * ``D >= 1/2`` (well-fit examples, or ``alpha -> 1``):
-      ``log D = log1p((1 - alpha) expm1(-CE))``, exact in relative terms when
-      ``log D`` is near 0, which is where the loss tends to ``1 - p_y``;
+      ``log D = log1p((1 - alpha) expm1(-CE))``, which keeps full relative
+      precision when ``log D`` is near 0, where the loss tends to ``1 - p_y``;
     * ``D < 1/2``: ``log D = logaddexp(log alpha, log(1 - alpha) - CE)``, which
       never forms ``p_y`` and so survives ``CE`` in the thousands.
 
@@ -377,7 +377,11 @@ def _tame_traced(cross_entropy: jax.Array, alpha: jax.Array) -> jax.Array:
     """``_tame`` for a traced ``alpha``, differentiable in ``alpha`` too.
 
     ``alpha = 0`` needs no branch here: ``log alpha = -inf`` makes the
-    log-odds infinite, which gives exactly CE and ``w = 1``.
+    log-odds infinite, so ``w = 1`` exactly (the gradient is CE's, bit for
+    bit) and the value is CE exactly where ``CE >= log 2``; below, it is CE
+    passed through ``log1p(expm1(-CE))``: within 5 ulps of CE in float32, 127
+    in float64 on XLA:CPU (tests/test_tce_precision.py). A static ``alpha =
+    0`` returns CE itself (``_tamed``).
     """
     return _tame_and_weight(cross_entropy, _TceConstants.of_traced(alpha))[0]
 
@@ -431,9 +435,10 @@ def tamed_cross_entropy(
       \frac{\partial\,\mathrm{TCE}_\alpha}{\partial z}
         = w\,(p - e_y),\quad w = \frac{p_y}{\alpha + (1 - \alpha)\, p_y}.
 
-    ``alpha = 0`` is CE exactly; ``w -> 1`` as ``p_y -> 1`` and ``w -> 0`` as
-    ``p_y -> 0``; ``0 <= TCE <= -log(alpha) / (1 - alpha)``; ``alpha -> 1``
-    tends to ``1 - p_y``.
+    ``alpha = 0`` is CE (exactly for a Python 0; a traced 0 gives CE's
+    gradient exactly and its value to a few ulps); ``w -> 1`` as ``p_y -> 1``
+    and ``w -> 0`` as ``p_y -> 0``; ``0 <= TCE <= -log(alpha) / (1 - alpha)``;
+    ``alpha -> 1`` tends to ``1 - p_y``.
 
     TCE is a scalar function of CE with derivative ``w``, so this computes CE
     the way optax does and applies that map under a ``jax.custom_vjp`` that
@@ -442,8 +447,11 @@ def tamed_cross_entropy(
     ``[..., num_classes]`` buffer of its own). The map works in log space
     (``logaddexp(log alpha, log(1 - alpha) - CE)``, switching per example to
     ``log1p((1 - alpha) expm1(-CE))`` where that keeps relative precision:
-    given the CE it receives, the result is exact to a few ulps; CE itself is
-    rounded as optax's is, to about ``eps * |logsumexp(z)|``), so values and
+    given the CE it receives, the result is within 7 ulps of the exact map in
+    float32, and within 2.7e-14 relative in float64 on XLA:CPU, whose float64
+    ``log1p`` is that far off near ``log1p(-0.41)`` (up to ~180 ulps of the
+    loss); CE itself is rounded as optax's is, to about
+    ``eps * |logsumexp(z)|``; tests/test_tce_precision.py), so values and
     gradients stay finite for logits of magnitude 1e4 and for ``alpha`` of 0
     and ``1 - 1e-6``. Forward-mode differentiation of the loss itself is not
     supported (``jax.custom_vjp``); ``jax.hessian`` (forward-over-reverse)
