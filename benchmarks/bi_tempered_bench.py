@@ -188,8 +188,8 @@ def main() -> None:
     print()
     print(
         "Accuracy, float64, 100 classes, 256 examples per row; sum error: max "
-        "|sum_k p_k - 1|; grad error: max |g - g_exact| / max |g_exact| per "
-        "example, g_exact the Newton loss's gradient (newton column: that "
+        "|sum_k p_k - 1|; grad error: max |g - g_exact| / max |g_exact| over "
+        "the batch, g_exact the Newton loss's gradient (newton column: that "
         "gradient against the escort formula at its own probabilities)."
     )
     print()
