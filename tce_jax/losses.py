@@ -30,8 +30,15 @@ The registry (:func:`get`, :func:`names`, :func:`hparam_names`,
     loss_fn = losses.get("tce", alpha=0.01)
     loss = jnp.mean(loss_fn(logits, labels))
 
-TCE's ``alpha`` follows one rule, ``alpha = 1/K`` (:func:`default_tce_alpha`;
-why: ``DEFAULT_TCE_ALPHA``), never a choice on test accuracy.
+Its defaults are the CIFAR-10 settings the papers publish; the settings
+published for other datasets are one table (:func:`published_settings`,
+``defaults(name, dataset)``), e.g.
+``losses.get("sce", **losses.defaults("sce", "cifar100"))`` is SCE at alpha 6,
+beta 0.1. The ``*_code`` names are the losses as the public code behind the
+published numbers computes them, where that differs from the formula
+(docs/losses.md, "The published code"). TCE's ``alpha`` follows one rule,
+``alpha = 1/K`` (:func:`default_tce_alpha`; why: ``DEFAULT_TCE_ALPHA``),
+never a choice on test accuracy.
 """
 
 import dataclasses
