@@ -9,9 +9,12 @@ validation for model selection. Sized for an accelerator; see cpu_*.py for CPU r
 
 Every other config imports this one and overrides fields. Loss
 hyperparameters: ``config.loss`` holds the loss ``name`` and every
-hyperparameter of every registered loss, all None (= the loss's own default);
-set only those of the chosen loss, e.g. ``--config.loss.name=gce
---config.loss.q=0.7``.
+hyperparameter of every registered loss, all None: a None takes the chosen
+loss's setting for ``config.data.dataset`` (the one its authors published for
+that dataset, else CIFAR-10's; TCE's alpha = 1/K; docs/losses.md, "Settings
+per dataset"), and the run's summary.json records the values used
+(``effective_config``). Set only those of the chosen loss, e.g.
+``--config.loss.name=gce --config.loss.q=0.7``; a value set wins.
 """
 
 from ml_collections import config_dict
@@ -21,6 +24,9 @@ from tce_jax import alpha_rules, losses
 
 def loss_config(name: str) -> config_dict.ConfigDict:
     """``name`` plus a None placeholder for each hyperparameter of any loss.
+
+    A placeholder left None takes the loss's setting for the run's dataset
+    (``config_validation.loss_hparams``).
 
     A placeholder's type is that of the registry default (int for counts such
     as taylor_ce's ``t``, float otherwise), so command-line values parse right.

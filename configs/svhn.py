@@ -4,7 +4,9 @@ r"""SVHN (cropped digits), GCE-paper protocol: ResNet-34 (accelerator-sized).
       --config.loss.name=tce --config.noise.rate=0.4
 
 The CIFAR protocol of cifar10.py applied to SVHN's 73,257 training digits
-(the extra split is not used).
+(the extra split is not used). No baseline has a published SVHN setting;
+unless set, each takes its CIFAR-10 one (why: docs/losses.md, "Settings per
+dataset").
 """
 
 from configs import default

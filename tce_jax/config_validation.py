@@ -19,7 +19,7 @@ import difflib
 import math
 import numbers
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -127,17 +127,32 @@ def unknown_override(argv: Sequence[str], name: str) -> ConfigError | None:
 
 
 def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The loss hyperparameters set in ``config.loss`` (those not None).
+    """The hyperparameters the run's loss is built with (``losses.get(name, **them)``).
 
-    ``name``, ``alpha_rule`` and the rules' settings
-    (``alpha_rules.setting_names``) are not hyperparameters of the loss function.
+    Each is the value set in ``config.loss`` or, where that is None, the
+    loss's setting for ``config.data.dataset`` (``losses.defaults(name,
+    dataset)``: the setting its authors published for that dataset, else
+    CIFAR-10's; TCE's alpha 1/K; docs/losses.md). ``name``, ``alpha_rule`` and
+    the rules' settings (``alpha_rules.setting_names``) are not
+    hyperparameters of the loss, and under a self-tuning rule ``alpha`` is the
+    rule's, so it is left out. A value set for a hyperparameter the loss does
+    not take is kept, so that ``losses.get`` rejects it.
     """
+    loss = config.loss
     not_hparams = {"name", "alpha_rule", *alpha_rules.setting_names()}
-    return {
+    given = {
         name: value
-        for name, value in config.loss.items()
+        for name, value in loss.items()
         if name not in not_hparams and value is not None
     }
+    dataset = config.data.dataset
+    hparams = (
+        losses.defaults(loss.name, dataset, num_classes=DATASETS[dataset].num_classes)
+        | given
+    )
+    if loss.get("alpha_rule", alpha_rules.FIXED) != alpha_rules.FIXED:
+        hparams.pop("alpha", None)
+    return hparams
 
 
 def alpha_rule_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -155,20 +170,18 @@ def effective_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     ``config.loss`` carries a placeholder for every hyperparameter of every
     loss; here it holds only the chosen loss's hyperparameters, each with the
-    value the loss uses (set or default), and the alpha rule with its resolved
-    settings (under a self-tuning rule, ``alpha`` is the rule's and left out).
-    Two runs with equal effective configs train the same model whatever the
-    defaults were when each ran, so comparisons match runs on this.
+    value the loss uses (``loss_hparams``: set, or the dataset's setting), and
+    the alpha rule with its resolved settings (under a self-tuning rule,
+    ``alpha`` is the rule's and left out). Two runs with equal effective
+    configs train the same model whatever the defaults were when each ran, so
+    comparisons match runs on this.
     """
     effective = config.to_dict()
     loss = config.loss
     rule = loss.get("alpha_rule", alpha_rules.FIXED)
-    hparams = losses.defaults(loss.name) | loss_hparams(config)
-    if rule != alpha_rules.FIXED:
-        hparams.pop("alpha", None)
     effective["loss"] = {
         "name": loss.name,
-        **hparams,
+        **loss_hparams(config),
         "alpha_rule": rule,
         **alpha_rule_settings(config),
     }
@@ -266,15 +279,15 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def _validate_loss(loss: Mapping[str, Any], hparams: dict[str, Any]) -> None:
-    name = loss["name"]
+def _validate_loss(config: ml_collections.ConfigDict) -> None:
+    name = config.loss["name"]
     if name not in losses.names():
         raise ConfigError(
             f"config.loss.name: unknown loss {name!r}; "
             f"allowed: {', '.join(losses.names())}"
         )
     try:
-        losses.get(name, **hparams)
+        losses.get(name, **loss_hparams(config))
     except losses.UnknownHyperparameterError as error:
         raise ConfigError(
             f"config.loss.{error.unknown[0]}: not a hyperparameter of loss {name!r} "
@@ -502,7 +515,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         model.dtype,
     )
 
-    _validate_loss(config.loss, loss_hparams(config))
+    _validate_loss(config)
     _validate_alpha_rule(config)
 
     optimizer = config.optimizer

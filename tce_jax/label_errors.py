@@ -204,7 +204,9 @@ def cleanlab_signal(predictions: dict[str, np.ndarray]) -> dict[str, Any]:
     probs = predictions["probs"].astype(np.float64)
     probs /= probs.sum(axis=1, keepdims=True)
     quality = cl_rank.get_label_quality_scores(labels, probs)
-    flagged = cl_filter.find_label_issues(labels, probs)
+    # One process: cleanlab's default pool forks, and forking after JAX has
+    # started its threads can deadlock. n_jobs changes its run time only.
+    flagged = cl_filter.find_label_issues(labels, probs, n_jobs=1)
     is_noisy = predictions["is_noisy"].astype(bool)
     return {
         **_signal(is_noisy, quality),

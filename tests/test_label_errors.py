@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -245,3 +246,19 @@ def test_incomplete_folds_are_skipped_and_mismatched_examples_refused(fake_sweep
     _save(sweep_dir / run.rel_dir, "train", predictions)
     with pytest.raises(label_errors.InputError, match="ranks other training examples"):
         label_errors.compare(sweep_dir, folds_dir)
+
+
+def test_cleanlab_runs_in_this_process_without_forking(monkeypatch):
+    # Forking after JAX has started its threads can deadlock (JAX warns "os.fork()
+    # was called ... will likely lead to a deadlock"); cleanlab's default process
+    # pool forks, n_jobs=1 does not.
+    def no_fork():
+        raise AssertionError("cleanlab forked a process")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    clean, label = _truth(0)
+    predictions = _predictions(
+        np.arange(len(label)), label, clean, _probs(clean, label, 0.8)
+    )
+    signal = label_errors.cleanlab_signal(predictions)
+    assert signal["flagged"] == int(np.sum(label != clean))

@@ -6,6 +6,7 @@ literally (the bi-tempered normaliser by bisection, not by the fixed point).
 """
 
 import functools
+import inspect
 import math
 import re
 
@@ -151,6 +152,22 @@ def np_ls_ce(logits, labels, epsilon=0.1):
     return -(target * _np_log_softmax(logits)).sum(-1)
 
 
+# The constant of the public code, written out here (not read from losses).
+LOG_1E_4 = math.log(1e-4)
+
+
+def np_sce_code(logits, labels, alpha=0.1, beta=1.0, log_zero=LOG_1E_4):
+    return np_sce(logits, labels, alpha, beta, log_zero)
+
+
+def np_rce_code(logits, labels, log_zero=LOG_1E_4):
+    return np_rce(logits, labels, log_zero)
+
+
+def np_nce_rce_code(logits, labels, alpha=1.0, beta=1.0, log_zero=LOG_1E_4):
+    return np_nce_rce(logits, labels, alpha, beta, log_zero)
+
+
 REFERENCES = {
     "ce": np_ce,
     "tce": np_tce,
@@ -166,6 +183,12 @@ REFERENCES = {
     "bi_tempered": np_bi_tempered,
     "focal": np_focal,
     "ls_ce": np_ls_ce,
+    # The published-code variants: the same values (the focal weight differs
+    # in the gradient only, pinned in tests/test_baseline_references.py).
+    "sce_code": np_sce_code,
+    "rce_code": np_rce_code,
+    "nce_rce_code": np_nce_rce_code,
+    "focal_code": np_focal,
 }
 
 # Non-default settings, so that each hyperparameter is seen to take effect.
@@ -184,6 +207,18 @@ OTHER_HPARAMS = {
     "bi_tempered": {"t1": 0.5, "t2": 2.0, "num_iters": 30},
     "focal": {"gamma": 2.0},
     "ls_ce": {"epsilon": 0.3},
+    "sce_code": {"alpha": 6.0, "beta": 0.1},
+    "rce_code": {"log_zero": -2.0},
+    "nce_rce_code": {"alpha": 10.0, "beta": 0.1},
+    "focal_code": {"gamma": 2.0},
+}
+
+# The registry's variants: the function defaults they override.
+VARIANT_OPTIONS = {
+    "sce_code": {"log_zero": losses.CODE_LOG_ZERO},
+    "rce_code": {"log_zero": losses.CODE_LOG_ZERO},
+    "nce_rce_code": {"log_zero": losses.CODE_LOG_ZERO},
+    "focal_code": {"stop_gradient_weight": True},
 }
 
 # Out-of-range values for every range the registry checks.
@@ -286,7 +321,12 @@ class ReferenceTest(chex.TestCase):
 
             @jax.jit
             def every_loss(z):
-                return _every_loss(lambda loss_fn: loss_fn(z, labels), **OTHER_HPARAMS)
+                values = _every_loss(
+                    lambda loss_fn: loss_fn(z, labels), **OTHER_HPARAMS
+                )
+                # Its gradient is by design not the derivative of its value.
+                del values["focal_code"]
+                return values
 
             # One check over the dict of all losses (a failure lists the leaf).
             check_grads(every_loss, (jnp.asarray(logits),), order=1, modes=("rev",))
@@ -296,9 +336,18 @@ class ReferenceTest(chex.TestCase):
         for name in losses.names():
             with self.subTest(name):
                 registry_fn = losses.get(name)
+                options = VARIANT_OPTIONS.get(name, {})
                 np.testing.assert_array_equal(
-                    registry_fn(logits, labels), registry_fn.func(logits, labels)
+                    registry_fn(logits, labels),
+                    registry_fn.func(logits, labels, **options),
                 )
+                # A variant differs from its function's defaults (in the
+                # value, or for focal_code in the gradient only).
+                for key, value in options.items():
+                    self.assertNotEqual(
+                        inspect.signature(registry_fn.func).parameters[key].default,
+                        value,
+                    )
 
 
 # ----------------------------------------------------------------------------
