@@ -1233,7 +1233,7 @@ def bi_tempered_logistic_loss(
       >>> from tce_jax import losses
       >>> losses.bi_tempered_logistic_loss(
       ...     jnp.array([[2.0, 0.0, -1.0]]), jnp.array([2]), t1=0.8, t2=1.2)
-      Array([1.8787445], dtype=float32)
+      Array([1.878744...], dtype=float32)
 
     References:
       E. Amid, M. K. Warmuth, R. Anil and T. Koren, "Robust Bi-Tempered
