@@ -19,6 +19,7 @@ flags: docs/accelerators.md.
 """
 
 import os
+import pathlib
 import shlex
 import sys
 
@@ -241,9 +242,14 @@ def main(argv):
                 "sweep directory, created if missing)"
             )
         if _DRY_RUN.value:
+            # Each command as the sweep would run it (from the repository root),
+            # its --workdir in the sweep dir: safe to copy and run by hand.
+            sweep_dir = pathlib.Path(_WORKDIR.value).absolute()
             for run in grid.expand_grid(config):
                 print(run.rel_dir)
-                command = grid.launch_command(config.base_config, run, run.rel_dir)
+                command = grid.launch_command(
+                    config.base_config, run, sweep_dir / run.rel_dir
+                )
                 print("  " + shlex.join(command))
             return 0
         return _run(config)

@@ -13,12 +13,12 @@ executors: ``local_executor`` (this machine) and ``slurm`` (a job array).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -35,8 +35,22 @@ from tce_jax.run_files import (
     TIMING_FILE,
 )
 
-# Progress lines must show up at once even when stdout is a file or a pipe.
-print_now = functools.partial(print, flush=True)
+# Worker threads log too: print() writes a line's text and its newline
+# separately, so lines of two threads could run into each other.
+_STDOUT_LOCK = threading.Lock()
+
+
+def print_now(line: str) -> None:
+    """Writes one progress line to stdout whole, and at once even when stdout
+    is a file or a pipe; safe to call from several threads.
+
+    Args:
+      line: the text, without its newline.
+    """
+    with _STDOUT_LOCK:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
+
 
 # Lines of a failed run's log kept in its error.txt and echoed to the console.
 ERROR_TAIL_LINES = 25

@@ -1,7 +1,10 @@
 """Tests of sweep.py, the command: flags, bad input, one line per mistake."""
 
+import shlex
+
 import pytest
 from sweep_fakes import sweep_py
+from test_sweep_configs import EXPECTED_RUNS
 
 
 @pytest.mark.slow
@@ -63,3 +66,20 @@ def test_missing_config_file_or_a_file_as_workdir_get_one_line(tmp_path):
     )
     assert (tmp_path / "a_file").read_text() == "keep me"
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["demo"])
+def test_dry_run_commands_write_into_the_sweep_dir(config, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep_py(
+        f"--config=configs/sweeps/{config}.py", f"--workdir={sweep_dir}", "--dry_run"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    rel_dirs, commands = lines[0::2], lines[1::2]
+    assert len(rel_dirs) == EXPECTED_RUNS[config]
+    for rel_dir, command in zip(rel_dirs, commands, strict=True):
+        # Copied and run from the repository root, it writes where the sweep would.
+        assert shlex.split(command)[-1] == f"--workdir={sweep_dir / rel_dir}"
+    assert not sweep_dir.exists()

@@ -4,7 +4,9 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import threading
+import time
 
 import pytest
 from sweep_fakes import FakeRunner, make_sweep_config, no_preparation, wait_for
@@ -148,3 +150,37 @@ def test_interrupted_subprocess_runner_stops_its_launch(
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+class _SwitchingStream:
+    """A stdout that hands the processor to another thread inside every write,
+    as a busy machine may: two writes of one line would let another line in."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def write(self, text):
+        time.sleep(0.0005)
+        self.chunks.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def test_progress_lines_of_worker_threads_do_not_interleave(monkeypatch):
+    stream = _SwitchingStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    lines = [f"[{thread}] line {i}" for thread in range(4) for i in range(25)]
+
+    def log_lines(thread):
+        for i in range(25):
+            sweep_plan.print_now(f"[{thread}] line {i}")
+
+    threads = [threading.Thread(target=log_lines, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Every line whole: with print(), some come out run together.
+    assert sorted("".join(stream.chunks).splitlines()) == sorted(lines)
