@@ -510,8 +510,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
 
     summary = train.train_and_evaluate(tiny_config(), str(workdir))
 
-    # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result.
+    # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result;
+    # the damaged checkpoint was moved aside, not deleted.
     assert comparable_summary(summary) == comparable_summary(reference_summary)
+    assert (workdir / "checkpoints_damaged" / "3" / "state").is_dir()
     assert without_timing(read_history(workdir)) == without_timing(
         read_history(reference_dir)
     )
