@@ -521,14 +521,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    reference_run, tmp_path
+    reference_run, tmp_path, monkeypatch
 ):
     reference_dir, _ = reference_run
     workdir = tmp_path / "run"
     shutil.copytree(reference_dir, workdir)
-    diverging = tiny_config(**{"num_epochs": 5, "optimizer.learning_rate": 1e30})
+    # The run extended to 5 epochs (a relaunch may do that), its loss NaN from
+    # epoch 4 on.
+    loss_of_the_run = losses.get
+
+    def nan_loss(name, **hparams):
+        loss_fn = loss_of_the_run(name, **hparams)
+        return lambda logits, labels, **kw: loss_fn(logits, labels, **kw) * jnp.nan
+
+    monkeypatch.setattr(losses, "get", nan_loss)
     with pytest.raises(train.NonFiniteLossError, match=r"at epoch 4, step \d+"):
-        train.train_and_evaluate(diverging, str(workdir))
+        train.train_and_evaluate(tiny_config(num_epochs=5), str(workdir))
     assert len(read_history(workdir)) == 3
     steps = sorted(
         int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()
