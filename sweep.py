@@ -33,6 +33,7 @@ from tce_jax import (
     local_executor,
     report,
     slurm,
+    sweep_plan,
     sweep_status,
 )
 
@@ -102,6 +103,7 @@ _SLURM_PARAMETER = flags.DEFINE_multi_string(
 )
 
 EXIT_USAGE = 2
+EXIT_NO_DATA = 4
 
 
 class _UsageError(Exception):
@@ -256,6 +258,9 @@ def main(argv):
     except _UsageError as error:
         print(f"sweep.py: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except sweep_plan.DatasetUnavailableError as error:
+        print(f"sweep.py: stopped: {error}", file=sys.stderr, flush=True)
+        return EXIT_NO_DATA
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

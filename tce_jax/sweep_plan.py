@@ -192,6 +192,13 @@ def log_failure(run_dir: pathlib.Path, log: Callable[[str], None]) -> None:
     log(f"  {run_dir}: {error}")
 
 
+class DatasetUnavailableError(RuntimeError):
+    """A dataset of the sweep could not be prepared; no run was started.
+
+    ``str(error)`` is one line saying which and how to prepare it offline.
+    """
+
+
 @dataclasses.dataclass
 class SweepOutcome:
     """What happened to each run of a sweep (lists of rel_dirs).
@@ -263,6 +270,10 @@ def plan_sweep(
       busy: whether a run dir is being run or queued elsewhere.
       preparer: prepares each dataset of the pending runs.
       log: progress sink.
+
+    Raises:
+      DatasetUnavailableError: a dataset could not be prepared (before any
+        run starts).
     """
     sweep_dir = pathlib.Path(sweep_dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -301,7 +312,22 @@ def plan_sweep(
         run.dataset: grid.resolve_config(base_config_path, run.overrides).data.data_dir
         for run in pending
     }
-    for dataset, data_dir in data_dirs.items():
-        if preparer(dataset, data_dir) != 0:
-            log(f"preparing {dataset} failed; its runs will fail too")
+    failed = {
+        dataset: data_dir
+        for dataset, data_dir in data_dirs.items()
+        if preparer(dataset, data_dir) != 0
+    }
+    if failed:
+        commands = " and ".join(
+            "python3 -m tce_jax.prepare_data --dataset="
+            + dataset
+            + (f" --data_dir={data_dir}" if data_dir else "")
+            for dataset, data_dir in failed.items()
+        )
+        raise DatasetUnavailableError(
+            f"dataset {', '.join(failed)} could not be prepared (see above), so no "
+            "run was started: each would fail the same way. Prepare it once where "
+            f"there is internet ({commands}), point config.data.data_dir (or "
+            "TFDS_DATA_DIR) at that data dir here, and start the sweep again"
+        )
     return SweepPlan(sweep_dir, base_config_path, runs, pending, outcome)

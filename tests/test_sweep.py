@@ -83,3 +83,28 @@ def test_dry_run_commands_write_into_the_sweep_dir(config, tmp_path):
         # Copied and run from the repository root, it writes where the sweep would.
         assert shlex.split(command)[-1] == f"--workdir={sweep_dir / rel_dir}"
     assert not sweep_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_dataset_that_cannot_be_prepared_stops_the_sweep_before_any_run(tmp_path):
+    (tmp_path / "a_file").write_text("not a data dir")
+    config = tmp_path / "sweep_config.py"
+    config.write_text(
+        "from configs.sweeps import demo\n\n\n"
+        "def get_config():\n"
+        "    config = demo.get_config()\n"
+        f"    config.overrides['data']['data_dir'] = {str(tmp_path / 'a_file')!r}\n"
+        "    return config\n"
+    )
+    sweep_dir = tmp_path / "sweep"
+    result = sweep_py(f"--config={config}", f"--workdir={sweep_dir}")
+    assert result.returncode == 4, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    # prepare_data's line, then the sweep's.
+    last_two = result.stderr.strip().splitlines()[-2:]
+    assert last_two[0].startswith(f"prepare_data: --data_dir={tmp_path / 'a_file'}: ")
+    assert last_two[1].startswith(
+        "sweep.py: stopped: dataset fashion_mnist could not be prepared (see above), "
+        "so no run was started"
+    )
+    assert not list(sweep_dir.rglob("log.txt"))
