@@ -1,7 +1,7 @@
 r"""Runs a grid of training runs, here or on a SLURM cluster, then writes its report.
 
     python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo
-    python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo \
+    python3 sweep.py --config=configs/sweeps/demo.py --workdir=/shared/runs/demo \
         --executor=slurm --slurm_partition=gpu --slurm_time_min=120
     python3 sweep.py --workdir=runs/demo --status
 
@@ -85,15 +85,26 @@ _SLURM_TIME_MIN = flags.DEFINE_integer(
     "submitit_local); a run that needs longer is requeued and resumes.",
 )
 _SLURM_CPUS = flags.DEFINE_integer(
-    "slurm_cpus_per_task", None, "CPUs of each run (default 1)."
+    "slurm_cpus_per_task",
+    None,
+    f"CPUs of each run (default: {slurm.CPUS_PER_GPU} per GPU, else 1).",
 )
 _SLURM_GPUS = flags.DEFINE_integer(
-    "slurm_gpus_per_task", None, "GPUs of each run (default 0)."
+    "slurm_gpus_per_task",
+    None,
+    "GPUs of each run (default: 1 on a partition with GPUs, else 0; 0 on a GPU "
+    "partition: CPUs only, on purpose).",
 )
 _SLURM_PARALLELISM = flags.DEFINE_integer(
     "slurm_array_parallelism",
     None,
     "Runs of the job array running at once (default: SLURM's limit).",
+)
+_SLURM_ALLOW_LOCAL_PATHS = flags.DEFINE_bool(
+    "slurm_allow_local_paths",
+    False,
+    "slurm: submit even though the checkout, the Python environment, a data dir "
+    "or the sweep dir is node-local (under /tmp...): for a cluster of one machine.",
 )
 _SLURM_PARAMETER = flags.DEFINE_multi_string(
     "slurm_parameter",
@@ -165,6 +176,10 @@ def _check_flags() -> None:
         raise _UsageError(
             "--runs_per_gpu: not allowed with --all_gpus_per_run (one run on every GPU)"
         )
+    if _SLURM_ALLOW_LOCAL_PATHS.present and _EXECUTOR.value != "slurm":
+        raise _UsageError(
+            "--slurm_allow_local_paths: only allowed with --executor=slurm"
+        )
     if _WAIT.present and not submits:
         raise _UsageError(
             "--wait: only allowed with --executor=slurm or submitit_local"
@@ -199,15 +214,17 @@ def _run(config) -> int:
             resources = slurm.resources_from(
                 config.get("slurm"), _slurm_flag_settings(), cluster=cluster
             )
-        except slurm.ResourceError as error:
+            print(resources.describe(), flush=True)
+            outcome = slurm.submit_sweep(
+                config,
+                _WORKDIR.value,
+                cluster=cluster,
+                resources=resources,
+                wait=_WAIT.value,
+                allow_local_paths=_SLURM_ALLOW_LOCAL_PATHS.value,
+            )
+        except (slurm.ResourceError, slurm.SubmissionError) as error:
             raise _UsageError(str(error)) from None
-        outcome = slurm.submit_sweep(
-            config,
-            _WORKDIR.value,
-            cluster=cluster,
-            resources=resources,
-            wait=_WAIT.value,
-        )
         if (outcome.submitted or outcome.busy) and not _WAIT.value:
             # Runs are still to come: the report is for when they are done.
             here = shlex.quote(_WORKDIR.value)

@@ -1,6 +1,8 @@
 """Tests of sweep.py, the command: flags, bad input, one line per mistake."""
 
+import os
 import shlex
+import sys
 
 import pytest
 from sweep_fakes import sweep_py
@@ -34,6 +36,10 @@ from test_sweep_configs import EXPECTED_RUNS
         (
             ["--executor=slurm", "--all_gpus_per_run"],
             "sweep.py: --all_gpus_per_run: only allowed with --executor=local",
+        ),
+        (
+            ["--slurm_allow_local_paths"],
+            "sweep.py: --slurm_allow_local_paths: only allowed with --executor=slurm",
         ),
     ],
 )
@@ -108,3 +114,22 @@ def test_a_dataset_that_cannot_be_prepared_stops_the_sweep_before_any_run(tmp_pa
         "so no run was started"
     )
     assert not list(sweep_dir.rglob("log.txt"))
+
+
+@pytest.mark.slow
+def test_the_slurm_executor_without_slurm_gets_one_line(tmp_path):
+    result = sweep_py(
+        "--config=configs/sweeps/demo.py",
+        f"--workdir={tmp_path / 'sweep'}",
+        "--executor=slurm",
+        "--slurm_partition=gpu",
+        "--slurm_time_min=60",
+        env={**os.environ, "PATH": os.path.dirname(sys.executable)},  # No SLURM.
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "sweep.py: --executor=slurm: sbatch and srun not found on this machine, so "
+        "it cannot submit SLURM jobs; run sweep.py on the cluster's login node, or "
+        "use --executor=local"
+    )
+    assert not (tmp_path / "sweep").exists()
