@@ -195,7 +195,8 @@ def _print_status() -> int:
         raise _UsageError(
             f"--workdir={_WORKDIR.value}: not a sweep dir (it has no sweep.json)"
         ) from None
-    print(f"sweep {_WORKDIR.value}: {sweep_status.format_status(states)}")
+    environments = sweep_status.run_environments(_WORKDIR.value, states)
+    print(f"sweep {_WORKDIR.value}: {sweep_status.format_status(states, environments)}")
     return 0
 
 

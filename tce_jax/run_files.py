@@ -255,6 +255,16 @@ def read_run_info(run_dir: PathLike) -> dict[str, Any] | None:
     }
 
 
+def read_environment(run_dir: PathLike) -> dict[str, Any] | None:
+    """Where the run ran (``run_environment``): recorded in run.json when its
+    launch starts (under a sweep), in summary.json when it ends; None before
+    either."""
+    for read in (read_run_info, read_summary):
+        if environment := (read(run_dir) or {}).get(ENVIRONMENT_KEY):
+            return environment
+    return None
+
+
 def read_predictions(
     run_dir: PathLike, split: str, *, at_best_val: bool = False
 ) -> dict[str, np.ndarray] | None:

@@ -405,6 +405,7 @@ def summarize(
         "effective_config": config_validation.effective_config(config),
         "git_commit": commit,
         "wall_seconds": wall_seconds,
+        "platform": run_environment.platform_text(environment),
         run_files.ENVIRONMENT_KEY: environment,
     }
     best = select_on_validation(history)

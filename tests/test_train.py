@@ -98,6 +98,10 @@ def test_run_writes_the_documented_outputs(reference_run):
     # Where it ran: this process, on the 4 devices of its mesh; also in the
     # TensorBoard hparams.
     assert summary["environment"] == run_environment.collect()
+    assert summary["platform"] == "cpu (4 x cpu)"
+    # The config the run trained with, recorded when it started (relaunch).
+    recorded = json.loads(pathlib.Path(workdir, "effective_config.json").read_text())
+    assert recorded == on_disk["effective_config"]
     events = b"".join(p.read_bytes() for p in pathlib.Path(workdir).glob("*tfevents*"))
     assert b"environment.machine_signature" in events
     assert summary["environment"]["machine_signature"].encode() in events
