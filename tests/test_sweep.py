@@ -75,7 +75,7 @@ def test_missing_config_file_or_a_file_as_workdir_get_one_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["demo"])
+@pytest.mark.parametrize("config", ["demo", "cifar10_noise"])
 def test_dry_run_commands_write_into_the_sweep_dir(config, tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = sweep_py(
