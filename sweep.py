@@ -1,8 +1,9 @@
 r"""Runs a grid of training runs, here or on a SLURM cluster, then writes its report.
 
     python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo
-    python3 sweep.py --config=configs/sweeps/demo.py --workdir=/shared/runs/demo \
-        --executor=slurm --slurm_partition=gpu --slurm_time_min=120
+    python3 sweep.py --config=configs/sweeps/cifar10_noise.py \
+        --workdir=/shared/runs/cifar10_noise --executor=slurm \
+        --slurm_partition=gpu --slurm_time_min=240
     python3 sweep.py --workdir=runs/demo --status
 
 Started again with the same --workdir, a sweep skips finished runs, resumes
@@ -13,6 +14,11 @@ submitit job array, returns once submitted; --wait waits and reports) and
 `submitit_local` (the slurm path on this machine, for tests). A sweep config
 with `compare_with` ends by comparing its runs with those committed results
 (`tce_jax.compare`).
+
+On a partition with GPUs each run asks for one GPU and 4 CPUs unless the
+--slurm_* flags say otherwise. Exit status: 0 when every run finished (or
+was submitted), 1 when a run failed, 2 for bad input (one line naming the
+flag), 4 when a dataset could not be prepared (no run was started).
 
 Sweeps, sweep configs and reports: docs/results.md; GPUs and the --slurm_*
 flags: docs/accelerators.md.

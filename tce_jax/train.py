@@ -8,10 +8,10 @@ the global batch is sharded along it, the state replicated; every process runs
 the same function on its own rows and process 0 writes the files. The optimiser
 is SGD with coupled L2 weight decay on every parameter, as
 ``torch.optim.SGD(weight_decay=...)``. A relaunch resumes from the newest
-checkpoint and, on the same machine type, ends with exactly the metrics of an
-uninterrupted run. The files a run writes (``metrics.jsonl``, ``summary.json``,
-predictions, TensorBoard events, checkpoints) are described in
-docs/training.md.
+checkpoint and, on the same CPU type, ends with exactly the metrics of an
+uninterrupted run (on GPUs, to within their nondeterministic reductions).
+The files a run writes (``metrics.jsonl``, ``summary.json``, predictions,
+TensorBoard events, checkpoints) are described in docs/training.md.
 """
 
 import dataclasses
