@@ -16,7 +16,7 @@ set only those of the chosen loss, e.g. ``--config.loss.name=gce
 
 from ml_collections import config_dict
 
-from tce_jax import losses
+from tce_jax import alpha_rules, losses
 
 
 def loss_config(name: str) -> config_dict.ConfigDict:
@@ -34,11 +34,11 @@ def loss_config(name: str) -> config_dict.ConfigDict:
     for hparam in sorted(types):
         loss[hparam] = config_dict.placeholder(types[hparam])
     # How TCE's alpha is set (tce_jax/alpha_rules.py): "fixed" keeps loss.alpha;
-    # "auto" sets it from the training labels, clip(s - alpha_offset, 1/K,
-    # alpha_max) (None: the rule's defaults, 0 and 0.5).
-    loss.alpha_rule = "fixed"
-    loss.alpha_max = config_dict.placeholder(float)
-    loss.alpha_offset = config_dict.placeholder(float)
+    # a self-tuning rule ("auto", "val_peak", "val_track") sets it from the
+    # run's readings, with its settings below (None: the rule's default).
+    loss.alpha_rule = alpha_rules.FIXED
+    for setting in alpha_rules.setting_names():
+        loss[setting] = config_dict.placeholder(float)
     return loss
 
 

@@ -1,20 +1,27 @@
 r"""How a rerun compares with committed results: identical, or like another seed.
 
     python3 -m tce_jax.compare --rerun=runs/demo \
-        --committed=results/fashion_mnist_symmetric_selection
+        --committed=results/fashion_mnist_benchmark [--strict]
 
 For every finished run under ``--rerun`` (a sweep directory or one run
-directory) it finds the committed runs of the same cell (the same dataset,
-noise, loss and training config, every seed). Per run, the verdict is
-**identical** (every metric of every epoch in ``metrics.jsonl`` but the
-timings, and every number of ``summary.json``, equal to the committed run of
-the same seed), or each reported number (test accuracy at the final and the
-selected epoch, and under noise the share of mislabelled examples memorised)
-is set against the committed seeds: mean ± std, min-max, within that range or
-not, and the distance in standard deviations. It also says whether the
-machines match (``run_environment.machine_signature``: the same, different
-naming what differs, or unknown for runs made before runs recorded their
-machine). The exit status is 0 whatever the verdicts; 2 on bad input.
+directory) it finds the committed runs of the same cell: the same effective
+config (``summary.json``'s ``effective_config``: the training config with
+every default resolved) but the seed. Per run, the verdict is **identical**
+(every metric of every epoch in ``metrics.jsonl`` but the timings, and every
+number of ``summary.json``, equal to the committed run of the same seed), or
+each reported number (test accuracy at the final and the selected epoch, and
+under noise the share of mislabelled examples memorised) is judged against
+the committed seeds: **within** or **outside** the 95% prediction interval
+for one further seed, ``mean ± t(0.975, n - 1) · sd · sqrt(1 + 1/n)``
+(``intervals.prediction_interval``), on unrounded values. Fewer than three
+committed seeds are too few to judge. It also says whether the machines match
+(``run_environment.machine_signature``).
+
+The footer counts the numbers outside their interval against the 5% that
+chance puts there. The exit status is 0 whatever the verdicts, 2 on bad
+input; with ``--strict``, 1 when more numbers fall outside than chance
+explains: the probability of at least that many outside among N numbers, if
+each lands outside with probability 0.05, is below 1%.
 
 How to read the verdicts, and what a rerun on another machine type gives:
 docs/results.md, "What a rerun reproduces".
@@ -23,7 +30,6 @@ docs/results.md, "What a rerun reproduces".
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,8 +37,9 @@ from typing import Any, NamedTuple
 
 from absl import app, flags
 from flax import traverse_util
+from scipy import stats
 
-from tce_jax import report_tables, run_environment, run_files
+from tce_jax import intervals, report_tables, run_environment, run_files
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,6 +61,13 @@ REPORTED = (
 )
 # Config fields that name places or bookkeeping, not what is trained.
 _NOT_THE_CELL = ("seed", "data.data_dir", "checkpoint_keep", "log_every_steps")
+# Fewer committed seeds than this are too few to judge a further one by.
+MIN_SEEDS = 3
+# Share of further seeds expected outside their prediction interval.
+CHANCE = 1 - intervals.CONFIDENCE
+# --strict fails when so many numbers are outside that chance gives them
+# less than this probability.
+STRICT_LEVEL = 0.01
 
 
 class CompareError(ValueError):
@@ -61,27 +75,28 @@ class CompareError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Spread:
-    """One reported number of a rerun against the committed seeds of its cell."""
+class Verdict:
+    """One reported number of a rerun against the committed seeds of its cell.
+
+    Attributes:
+      label: what the number is.
+      value: the rerun's (unrounded).
+      interval: the 95% prediction interval for one further committed seed
+        (nan bounds below ``MIN_SEEDS`` seeds).
+    """
 
     label: str
     value: float
-    mean: float
-    std: float
-    low: float
-    high: float
-    n: int
+    interval: intervals.Interval
+
+    @property
+    def judged(self) -> bool:
+        return self.interval.n >= MIN_SEEDS
 
     @property
     def within(self) -> bool:
-        return self.low <= self.value <= self.high
-
-    @property
-    def deviations(self) -> float:
-        """Distance from the committed mean in committed standard deviations."""
-        if not self.std > 0:
-            return math.nan
-        return (self.value - self.mean) / self.std
+        """Inside the prediction interval (True when too few seeds to judge)."""
+        return not self.judged or self.interval.low <= self.value <= self.interval.high
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +112,7 @@ class RunComparison:
       machine: "same", "different" or "unknown".
       machine_differences: the signature fields that differ ("different").
       rerun_machine, committed_machine: one-line descriptions (None: unknown).
-      spreads: the reported numbers against the committed seeds.
+      verdicts: the reported numbers against the committed seeds.
     """
 
     run: str
@@ -108,7 +123,7 @@ class RunComparison:
     machine_differences: tuple[str, ...]
     rerun_machine: str | None
     committed_machine: str | None
-    spreads: tuple[Spread, ...]
+    verdicts: tuple[Verdict, ...]
 
 
 def resolve_results_dir(path: str | pathlib.Path, flag: str) -> pathlib.Path:
@@ -126,7 +141,24 @@ class _FinishedRun(NamedTuple):
     path: pathlib.Path
     row: dict[str, Any]  # report_tables' row
     summary: dict[str, Any]
-    config: dict[str, Any]  # _training_config(summary)
+    cell: Cell
+
+
+class Cell(NamedTuple):
+    """What makes two runs seeds of one cell.
+
+    Attributes:
+      config: the flat training config without the seed and the bookkeeping
+        fields: the effective config where the run recorded one, else the
+        config as given.
+      effective: whether ``config`` is the effective config.
+      self_tuning: the run's alpha followed a rule whose defaults may have
+        changed between commits.
+    """
+
+    config: dict[str, Any]
+    effective: bool
+    self_tuning: bool
 
 
 def _finished_runs(root: pathlib.Path) -> list[_FinishedRun]:
@@ -139,25 +171,46 @@ def _finished_runs(root: pathlib.Path) -> list[_FinishedRun]:
     for row in rows:
         if row["status"] == run_files.FINISHED:
             summary = run_files.read_summary(base / row["run"])
-            runs.append(
-                _FinishedRun(base / row["run"], row, summary, _training_config(summary))
-            )
+            runs.append(_FinishedRun(base / row["run"], row, summary, cell_of(summary)))
     return runs
 
 
-def _training_config(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary's config, flat, without the seed and the bookkeeping fields."""
-    config = traverse_util.flatten_dict(summary.get("config") or {}, sep=".")
-    return {k: v for k, v in config.items() if k not in _NOT_THE_CELL}
+def cell_of(summary: Mapping[str, Any]) -> Cell:
+    """The run's ``Cell`` from its summary.json."""
+    effective = summary.get("effective_config")
+    config = traverse_util.flatten_dict(
+        effective or summary.get("config") or {}, sep="."
+    )
+    rule = config.get("loss.alpha_rule", "fixed")
+    return Cell(
+        {k: v for k, v in config.items() if k not in _NOT_THE_CELL},
+        effective is not None,
+        rule not in (None, "fixed"),
+    )
 
 
-def same_cell(config: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
-    """Whether two training configs (``_training_config``) are seeds of one cell.
+def same_cell(cell: Cell, other: Cell) -> bool:
+    """Whether two runs are seeds of one cell.
 
-    Fields only one of them has were added to the code after the other run was
-    made; at their defaults they train the same, so only shared fields count.
+    Two effective configs must be equal. A run that predates effective
+    configs is matched on the config as given, on the fields both have (a
+    field added to the code later trains the same at its default), unless
+    either run's alpha followed a self-tuning rule: those rules' defaults
+    changed between commits, so such runs match only on effective configs.
     """
-    return all(config[key] == other[key] for key in config.keys() & other.keys())
+    if cell.effective and other.effective:
+        return cell.config == other.config
+    if cell.self_tuning or other.self_tuning:
+        return False
+    given = [_as_given(c) for c in (cell, other)]
+    shared = given[0].keys() & given[1].keys()
+    return all(given[0][key] == given[1][key] for key in shared)
+
+
+def _as_given(cell: Cell) -> dict[str, Any]:
+    """A cell's config without unset fields: a run that predates effective
+    configs leaves every hyperparameter it did not set as None."""
+    return {k: v for k, v in cell.config.items() if v is not None}
 
 
 def _model_metrics(run_dir: pathlib.Path) -> list[dict[str, Any]]:
@@ -217,8 +270,8 @@ def compare(
     """Every finished rerun against the committed runs of its cell."""
     committed = _finished_runs(committed_dir)
     comparisons = []
-    for run_dir, row, summary, config in _finished_runs(rerun_dir):
-        cell = [c for c in committed if same_cell(config, c.config)]
+    for run_dir, row, summary, cell_key in _finished_runs(rerun_dir):
+        cell = [c for c in committed if same_cell(cell_key, c.cell)]
         twins = [c for c in cell if c.row["seed"] == row["seed"]]
         difference = first_difference(run_dir, twins[0].path) if twins else None
         environment = summary.get(run_files.ENVIRONMENT_KEY)
@@ -229,7 +282,7 @@ def compare(
         ]
         machine, differing = _machine(environment, committed_envs)
         known = [env for env in committed_envs if env is not None]
-        spreads = []
+        verdicts = []
         for key, label in REPORTED:
             values = [c.row[key] for c in cell if c.row[key] is not None]
             if (
@@ -238,9 +291,8 @@ def compare(
                 or (key == "memorized_fraction" and not row["noise_rate"])
             ):
                 continue
-            mean, std, n = report_tables.mean_std(values)
-            spreads.append(
-                Spread(label, row[key], mean, std, min(values), max(values), n)
+            verdicts.append(
+                Verdict(label, row[key], intervals.prediction_interval(values))
             )
         comparisons.append(
             RunComparison(
@@ -254,26 +306,44 @@ def compare(
                 committed_machine=(
                     run_environment.describe(known[0]) if known else None
                 ),
-                spreads=tuple(spreads),
+                verdicts=tuple(verdicts),
             )
         )
     return comparisons
 
 
 def _points(fraction: float) -> str:
-    return f"{100 * fraction:.1f}"
+    return f"{100 * fraction:.2f}"
 
 
-def _spread_line(spread: Spread) -> str:
-    where = "within their range" if spread.within else "OUTSIDE their range"
-    deviations = spread.deviations
-    distance = "" if math.isnan(deviations) else f", {deviations:+.1f} std"
+def _verdict_line(verdict: Verdict) -> str:
+    interval = verdict.interval
+    head = f"    {verdict.label}: {_points(verdict.value)}%; "
+    if not verdict.judged:
+        return (
+            head + f"committed mean {_points(interval.mean)} (n={interval.n}): too "
+            f"few committed seeds to judge (at least {MIN_SEEDS})"
+        )
+    where = "within" if verdict.within else "OUTSIDE"
     return (
-        f"    {spread.label}: {_points(spread.value)}%; committed seeds "
-        f"{_points(spread.mean)} ± {_points(spread.std)} "
-        f"({_points(spread.low)}-{_points(spread.high)}, n={spread.n}): "
-        f"{where}{distance}"
+        head + f"committed mean {_points(interval.mean)}, 95% prediction interval "
+        f"for a further seed {_points(interval.low)}-{_points(interval.high)} "
+        f"(n={interval.n}): {where}"
     )
+
+
+def strict_failure(comparisons: Sequence[RunComparison]) -> bool:
+    """More numbers outside their interval than chance explains (``--strict``).
+
+    Judged numbers of runs that are not identical to their committed twin; the
+    chance of as many outside or more, each outside with probability
+    ``CHANCE``, must not be below ``STRICT_LEVEL``.
+    """
+    judged = [v for c in comparisons if not c.identical for v in c.verdicts if v.judged]
+    outside = sum(not v.within for v in judged)
+    if not outside:
+        return False
+    return float(stats.binom.sf(outside - 1, len(judged), CHANCE)) < STRICT_LEVEL
 
 
 def _machine_text(comparison: RunComparison) -> str:
@@ -317,25 +387,25 @@ def format_comparison(
                 "software: the code or config changed (compare git_commit)"
             )
         else:
-            inside = all(spread.within for spread in comparison.spreads)
-            verdict = f"not identical; {machine}: " + (
-                "within the committed seed spread"
-                if inside
-                else "like another seed, partly outside the committed seeds' range"
-            )
+            verdict = f"not identical; {machine}"
         lines.append(head + verdict)
         if comparison.difference:
             lines.append(f"    first difference: {comparison.difference}")
-        lines += [_spread_line(spread) for spread in comparison.spreads]
+        lines += [_verdict_line(verdict) for verdict in comparison.verdicts]
     identical = sum(bool(c.identical) for c in comparisons)
-    spreads = [s for c in comparisons if not c.identical for s in c.spreads]
+    others = [v for c in comparisons if not c.identical for v in c.verdicts]
+    judged = [v for v in others if v.judged]
     total = f"{identical} of {len(comparisons)} run(s) identical to the committed ones"
-    if spreads:
-        within = sum(s.within for s in spreads)
+    if judged:
+        outside = sum(not v.within for v in judged)
         total += (
-            f"; of the others' {len(spreads)} numbers, {within} within the range of "
-            f"the committed seeds (a further seed lands outside the range of 3 half "
-            f"the time)"
+            f"; of the others' {len(judged)} judged numbers, {outside} outside their "
+            f"95% prediction interval ({CHANCE * len(judged):.1f} expected by chance)"
+        )
+    if len(judged) < len(others):
+        total += (
+            f"; {len(others) - len(judged)} number(s) with too few committed seeds "
+            "to judge"
         )
     machines = {c.rerun_machine for c in comparisons if c.rerun_machine}
     lines.append(total + ".")
@@ -352,8 +422,11 @@ def print_comparison(
     committed: str | pathlib.Path,
     *,
     committed_flag: str = "--committed",
-) -> None:
+) -> list[RunComparison]:
     """Compares and prints; what sweep.py calls for a sweep config with compare_with.
+
+    Returns:
+      The comparisons (``strict_failure`` tells whether --strict would fail).
 
     Raises:
       CompareError: a directory is missing, or the committed one has no
@@ -366,14 +439,16 @@ def print_comparison(
             f"{committed_flag}={committed}: no finished runs there; allowed: a "
             "sweep or run directory with summary.json files"
         )
-    print(format_comparison(compare(rerun_dir, committed_dir), committed), end="")
+    comparisons = compare(rerun_dir, committed_dir)
+    print(format_comparison(comparisons, committed), end="")
+    return comparisons
 
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         print(
             f"compare: unexpected argument {argv[1]!r}; allowed: --rerun=DIR "
-            "--committed=DIR",
+            "--committed=DIR [--strict]",
             file=sys.stderr,
         )
         return 2
@@ -381,10 +456,17 @@ def main(argv: Sequence[str]) -> int:
         for name in ("rerun", "committed"):
             if not flags.FLAGS[name].value:
                 raise CompareError(f"--{name}: required ({flags.FLAGS[name].help})")
-        print_comparison(flags.FLAGS.rerun, flags.FLAGS.committed)
+        comparisons = print_comparison(flags.FLAGS.rerun, flags.FLAGS.committed)
     except CompareError as error:
         print(f"compare: {error}", file=sys.stderr)
         return 2
+    if flags.FLAGS.strict and strict_failure(comparisons):
+        print(
+            "compare: --strict: more numbers outside their prediction interval "
+            f"than chance explains (probability below {STRICT_LEVEL:g})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -394,6 +476,14 @@ if __name__ == "__main__":
         "rerun", None, "the rerun: a sweep directory or one run directory"
     )
     flags.DEFINE_string(
-        "committed", None, "the committed results, e.g. results/fashion_mnist_noise"
+        "committed",
+        None,
+        "the committed results, e.g. results/fashion_mnist_benchmark",
+    )
+    flags.DEFINE_bool(
+        "strict",
+        False,
+        "exit 1 when more numbers fall outside their 95% prediction interval "
+        f"than chance explains (probability below {STRICT_LEVEL:g})",
     )
     app.run(main)

@@ -129,15 +129,24 @@ def unknown_override(argv: Sequence[str], name: str) -> ConfigError | None:
 def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The loss hyperparameters set in ``config.loss`` (those not None).
 
-    ``name`` and the alpha rule's fields (``alpha_rules.CONFIG_FIELDS``) are not
-    hyperparameters of the loss function.
+    ``name``, ``alpha_rule`` and the rules' settings
+    (``alpha_rules.setting_names``) are not hyperparameters of the loss function.
     """
+    not_hparams = {"name", "alpha_rule", *alpha_rules.setting_names()}
     return {
         name: value
         for name, value in config.loss.items()
-        if name != "name"
-        and name not in alpha_rules.CONFIG_FIELDS
-        and value is not None
+        if name not in not_hparams and value is not None
+    }
+
+
+def alpha_rule_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The self-tuning rule's settings: ``config.loss.<setting>`` or the rule's
+    default (empty for ``alpha_rule = "fixed"``)."""
+    rule = config.loss.get("alpha_rule", alpha_rules.FIXED)
+    return {
+        name: default if config.loss.get(name) is None else config.loss.get(name)
+        for name, default in alpha_rules.RULES.get(rule, {}).items()
     }
 
 
@@ -153,81 +162,90 @@ def effective_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """
     effective = config.to_dict()
     loss = config.loss
-    rule = loss.get("alpha_rule", "fixed")
+    rule = loss.get("alpha_rule", alpha_rules.FIXED)
     hparams = losses.defaults(loss.name) | loss_hparams(config)
-    if rule != "fixed":
+    if rule != alpha_rules.FIXED:
         hparams.pop("alpha", None)
-    effective["loss"] = {"name": loss.name, **hparams, "alpha_rule": rule}
-    if rule == "auto":
-        effective["loss"] |= {
-            "alpha_max": alpha_max(config),
-            "alpha_offset": alpha_offset(config),
-        }
+    effective["loss"] = {
+        "name": loss.name,
+        **hparams,
+        "alpha_rule": rule,
+        **alpha_rule_settings(config),
+    }
     return effective
-
-
-def alpha_max(config: ml_collections.ConfigDict) -> float:
-    """The ``auto`` alpha rule's maximum: ``config.loss.alpha_max`` or the default."""
-    value = config.loss.get("alpha_max")
-    return alpha_rules.DEFAULT_MAX_ALPHA if value is None else value
-
-
-def alpha_offset(config: ml_collections.ConfigDict) -> float:
-    """The ``auto`` alpha rule's offset: ``config.loss.alpha_offset`` or the default."""
-    value = config.loss.get("alpha_offset")
-    return alpha_rules.DEFAULT_OFFSET if value is None else value
 
 
 def _validate_alpha_rule(config: ml_collections.ConfigDict) -> None:
     loss = config.loss
-    rule = loss.get("alpha_rule", "fixed")
+    rule = loss.get("alpha_rule", alpha_rules.FIXED)
     _require(
-        rule in alpha_rules.RULES, "loss.alpha_rule", ", ".join(alpha_rules.RULES), rule
+        rule in alpha_rules.names(),
+        "loss.alpha_rule",
+        ", ".join(alpha_rules.names()),
+        rule,
     )
-    if rule == "fixed":
-        for field in ("alpha_max", "alpha_offset"):
-            _require(
-                loss.get(field) is None,
-                f"loss.{field}",
-                "unset unless loss.alpha_rule=auto",
-                loss.get(field),
-            )
+    takes = alpha_rules.RULES.get(rule, {})
+    for field in alpha_rules.setting_names():
+        _require(
+            field in takes or loss.get(field) is None,
+            f"loss.{field}",
+            "unset unless loss.alpha_rule is one of "
+            + ", ".join(
+                name
+                for name, settings in alpha_rules.RULES.items()
+                if field in settings
+            ),
+            loss.get(field),
+        )
+    if rule == alpha_rules.FIXED:
         return
     _require(
         loss.name == "tce",
         "loss.alpha_rule",
-        f"fixed for loss {loss.name!r} (auto sets TCE's alpha; use loss.name=tce)",
+        f"fixed for loss {loss.name!r} ({rule} sets TCE's alpha; use loss.name=tce)",
         rule,
     )
     _require(
         loss.get("alpha") is None,
         "loss.alpha",
-        "unset with loss.alpha_rule=auto (the rule sets alpha)",
+        f"unset with loss.alpha_rule={rule} (the rule sets alpha)",
         loss.get("alpha"),
     )
+    settings = alpha_rule_settings(config)
     floor = alpha_rules.initial_alpha(DATASETS[config.data.dataset].num_classes)
-    maximum = alpha_max(config)
+    maximum = settings["alpha_max"]
     _require(
         _is_number(maximum) and floor < maximum < 1.0,
         "loss.alpha_max",
         f"a number in ({floor:g}, 1): above the rule's floor 1/K and below 1",
         maximum,
     )
-    offset = alpha_offset(config)
-    _require(
-        _is_number(offset) and 0.0 <= offset < 1.0,
-        "loss.alpha_offset",
-        "a number in [0, 1)",
-        offset,
-    )
-    half = math.floor(alpha_rules.READ_FRACTION * config.num_epochs)
-    _require(
-        alpha_rules.reading_epoch(config.num_epochs, config.eval_every_epochs) > 0,
-        "eval_every_epochs",
-        f"at most {half} with loss.alpha_rule=auto (the rule reads the training "
-        f"labels at the last evaluation epoch up to epoch {half})",
-        config.eval_every_epochs,
-    )
+    if "alpha_offset" in settings:
+        offset = settings["alpha_offset"]
+        _require(
+            _is_number(offset) and 0.0 <= offset < 1.0,
+            "loss.alpha_offset",
+            "a number in [0, 1)",
+            offset,
+        )
+    if rule in alpha_rules.NEEDS_VALIDATION:
+        data = config.data
+        _require(
+            data.validation_examples > 0 or data.validation_fraction > 0,
+            "data.validation_fraction",
+            f"> 0 (or data.validation_examples > 0) with loss.alpha_rule={rule}: "
+            "the rule reads the noisy validation accuracy",
+            data.validation_fraction,
+        )
+    if rule == "auto":
+        half = math.floor(alpha_rules.READ_FRACTION * config.num_epochs)
+        _require(
+            alpha_rules.reading_epoch(config.num_epochs, config.eval_every_epochs) > 0,
+            "eval_every_epochs",
+            f"at most {half} with loss.alpha_rule=auto (the rule reads the training "
+            f"labels at the last evaluation epoch up to epoch {half})",
+            config.eval_every_epochs,
+        )
 
 
 def _require(condition: bool, field: str, allowed: str, value: Any) -> None:

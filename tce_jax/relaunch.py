@@ -9,8 +9,8 @@ fields that never change the trained model (``BOOKKEEPING_FIELDS``: what is
 evaluated, logged or kept, and where the data is read from) and in
 ``num_epochs`` where the schedule permits (a constant or piecewise schedule
 and a fixed TCE alpha, not below the epochs already trained: a cosine
-schedule's every step, and the self-tuning alpha's reading epoch, depend on
-it). Anything else (model, loss, data, noise, seed, optimiser, schedule,
+schedule's every step depends on it, and a self-tuning alpha rule may read
+the epochs by it). Anything else (model, loss, data, noise, seed, optimiser, schedule,
 batch size...) is refused before any work, in one line naming the differing
 fields: the old checkpoints would be continued by, or be overwritten with,
 another model. ``start_over`` moves the old run aside instead, to
@@ -33,7 +33,7 @@ import ml_collections
 from absl import logging
 from flax import traverse_util
 
-from tce_jax import config_validation, run_files
+from tce_jax import alpha_rules, config_validation, run_files
 
 # Fields that never change the trained model.
 BOOKKEEPING_FIELDS = (
@@ -98,9 +98,9 @@ def differences(
       One ``"name (recorded R, now N[; why])"`` per differing field, sorted.
     """
     now = _flat(config_validation.effective_config(config))
-    fixed_alpha = now.get("loss.alpha_rule", "fixed") == "fixed"
+    fixed_alpha = now.get("loss.alpha_rule", alpha_rules.FIXED) == alpha_rules.FIXED
     may_change = set(BOOKKEEPING_FIELDS)
-    if fixed_alpha:  # The self-tuning alpha is set from evaluated epochs.
+    if fixed_alpha:  # A self-tuning alpha is set from evaluated epochs.
         may_change.add("eval_every_epochs")
     found = []
     for field in sorted(recorded.keys() & now.keys()):
@@ -124,7 +124,7 @@ def _why_num_epochs_cannot_change(
     if now["schedule.name"] == "cosine":
         return "the cosine schedule's every step depends on it"
     if not fixed_alpha:
-        return "the self-tuning alpha's reading epoch depends on it"
+        return "a self-tuning alpha rule may read the epochs by it"
     if now["num_epochs"] < epochs_done:
         return f"the run has trained {epochs_done} epochs"
     return None

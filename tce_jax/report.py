@@ -8,18 +8,25 @@ Reads every run dir under the sweep dir (``run_files``) and writes into
 results.md (when any run used a GPU or TPU, the platforms the runs ran on,
 with a line when some fell back to the CPU; per dataset and noise kind, test
 accuracy at the final epoch and at the epoch of best *noisy-validation*
-accuracy, mean ± sample std over the finished seeds, never selected on test;
-the row "TCE, alpha chosen on noisy validation"
+accuracy, mean and 95% interval over the finished seeds, never selected on
+test; the row "TCE, alpha chosen on noisy validation"
 (`choose_tce_alpha_on_validation`: per seed the TCE run with the best
-noisy-validation accuracy, ties to the smaller alpha); memorisation and the
-fall after the test peak); and the plots accuracy_vs_noise_*.png,
-curves_*.png, gradient_weights_*.png and, when several TCE alphas were run,
-accuracy_vs_alpha_*.png. Tables: ``report_tables`` (no matplotlib); plots:
+noisy-validation accuracy, ties to the smaller alpha); each loss's
+seed-paired difference to CE with its 95% interval, per setting and over the
+noisy settings; memorisation, the fall after the test peak and the machines);
+and the plots accuracy_vs_noise_*.png, curves_*.png, gradient_weights_*.png
+and, when several TCE alphas were run, accuracy_vs_alpha_*.png. Tables:
+``report_tables`` and ``report_markdown`` (no matplotlib); plots:
 ``report_plots``. What each table and plot shows: docs/results.md, "Reports".
 
 With ``--update_readme`` it only rewrites the generated block of
-<sweep_dir>/README.md (``report_tables.readme_block``), so that a results
+<sweep_dir>/README.md (``report_markdown.readme_block``), so that a results
 README quotes the tables its runs give, never retyped ones.
+
+A sweep dir with a PLAN.md (a pre-registered plan, ``plan``) also gets the
+plan's comparisons and targets in its tables, and
+report/preregistration.txt: whether every run descends from the plan
+commit that registers its loss (printed too).
 """
 
 from __future__ import annotations
@@ -31,10 +38,18 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from tce_jax import report_plots, report_tables, run_environment, run_files
+from tce_jax import (
+    plan,
+    report_markdown,
+    report_plots,
+    report_tables,
+    run_environment,
+    run_files,
+)
 from tce_jax.run_files import FINISHED
 
 REPORT_DIR = "report"
+PREREGISTRATION_FILE = "preregistration.txt"
 
 
 def results_title(
@@ -77,7 +92,8 @@ def write_report(
     for line in platforms[1:]:  # Runs that fell back to the CPU.
         logging.warning("%s: %s", sweep_dir, line)
     report_tables.write_csv(rows, out_dir / "results.csv")
-    tables = report_tables.markdown_tables(rows)
+    registered = registered_plan(sweep_dir)
+    tables = report_markdown.results_markdown(rows, registered)
     where = "".join(f"{line}\n\n" for line in platforms)
     # A report of CPU runs only stays as it was (the committed ones regenerate
     # identically); one with GPU or TPU runs names the platforms.
@@ -86,6 +102,11 @@ def write_report(
         f"{results_title(sweep_dir, also)}\n\n"
         f"{where if on_accelerators else ''}{tables}"
     )
+    if registered:
+        descent = check_preregistration(sweep_dir, rows)
+        text = "\n".join([descent.summary(), *descent.problems]) + "\n"
+        (out_dir / PREREGISTRATION_FILE).write_text(text)
+        print(text, end="")
     plots = (
         report_plots.plot_accuracy_vs_noise(rows, out_dir)
         + report_plots.plot_curves(rows, out_dir, per_seed=curves_per_seed)
@@ -98,6 +119,29 @@ def write_report(
     for path in plots:
         print(f"  {path}")
     return out_dir
+
+
+def registered_plan(sweep_dir: str | pathlib.Path) -> plan.Plan | None:
+    """The plan of <sweep_dir>/PLAN.md as it reads now, or None without one.
+
+    Raises:
+      plan.PlanError: the plan's block cannot be read.
+    """
+    path = pathlib.Path(sweep_dir) / plan.PLAN_FILE
+    return plan.parse(path.read_text()) if path.is_file() else None
+
+
+def check_preregistration(sweep_dir: str | pathlib.Path, rows) -> plan.Descent:
+    """Whether every finished run descends from the plan commit that registers
+    its loss (``plan.check_descent``)."""
+    return plan.check_descent(
+        pathlib.Path(sweep_dir) / plan.PLAN_FILE,
+        [
+            (row["run"], row["loss"], row["git_commit"])
+            for row in rows
+            if row["status"] == FINISHED
+        ],
+    )
 
 
 def _finished_environments(rows, sweep_dir: pathlib.Path) -> dict[str, dict | None]:
@@ -136,17 +180,20 @@ def update_readme(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(sweep_dir) / "README.md"
     text = path.read_text()
     begin, end = (
-        text.find(report_tables.README_BEGIN),
-        text.find(report_tables.README_END),
+        text.find(report_markdown.README_BEGIN),
+        text.find(report_markdown.README_END),
     )
     if begin < 0 or end < begin:
         raise ValueError(
             f"{path}: no generated block; add the two marker lines "
-            f"{report_tables.README_BEGIN!r} and {report_tables.README_END!r} where it "
-            "belongs"
+            f"{report_markdown.README_BEGIN!r} and {report_markdown.README_END!r} "
+            "where it belongs"
         )
-    block = report_tables.readme_block(report_tables.collect(sweep_dir))
-    path.write_text(text[:begin] + block + text[end + len(report_tables.README_END) :])
+    block = report_markdown.readme_block(
+        report_tables.collect(sweep_dir), registered_plan(sweep_dir)
+    )
+    end += len(report_markdown.README_END)
+    path.write_text(text[:begin] + block + text[end:])
     return path
 
 
@@ -205,6 +252,9 @@ def main(argv: Sequence[str]) -> int:
             return 2
     try:
         write_report(sweep_dir, curves_per_seed=flags.FLAGS.curves_per_seed, also=also)
+    except plan.PlanError as error:
+        print(f"report: {sweep_dir}/{plan.PLAN_FILE}: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"report: --also: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tce_jax import losses, run_files
+from tce_jax import intervals, losses, run_environment, run_files
 from tce_jax.run_files import FINISHED
 from tce_jax.selection import select_on_validation
 
@@ -36,6 +36,7 @@ CSV_FIELDS = (
     "seed",
     "epochs",
     "final_test_accuracy",
+    "final_val_accuracy",
     "best_val_epoch",
     "best_val_accuracy",
     "best_val_test_accuracy",
@@ -46,6 +47,7 @@ CSV_FIELDS = (
     "wall_seconds",
     "cpu_seconds",
     "git_commit",
+    "machine",
 )
 
 CHOSEN_ALPHA_ROW = "TCE, alpha chosen on noisy validation"
@@ -83,6 +85,11 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
             "git_commit",
         ):
             row[key] = summary.get(key)
+        environment = summary.get(run_files.ENVIRONMENT_KEY)
+        if environment:
+            # Derived, not read: a signature stored by older code is not trusted.
+            row["machine"] = run_environment.machine_signature(environment)
+            row["machine_description"] = run_environment.describe(environment)
     if metrics:
         last = metrics[-1]
         if row["status"] != FINISHED:
@@ -90,6 +97,7 @@ def load_run(sweep_dir: pathlib.Path, rel_dir: str) -> dict[str, Any]:
             row["final_test_accuracy"] = last.get("test_accuracy")
             row["memorized_fraction"] = last.get("memorized_fraction")
             row["train_clean_accuracy"] = last.get("train_clean_accuracy")
+        row["final_val_accuracy"] = last.get("val_accuracy")
         tests = [m["test_accuracy"] for m in metrics]
         row["peak_test_accuracy"] = max(
             (test for test in tests if test is not None), default=None
@@ -138,83 +146,35 @@ def group_by(rows, keys):
 
 
 def losses_in_order(rows) -> list[str]:
-    """CE first, then TCE by alpha, then the other losses as the grid lists them."""
+    """CE first, then TCE by alpha, the self-tuning TCE runs, then the other
+    losses as the grid lists them."""
     labels = list(dict.fromkeys(row["loss"] for row in rows))
     first_row = {row["loss"]: row for row in reversed(rows)}
 
     def key(label):
         row = first_row[label]
-        rank = {"ce": 0, "tce": 1}.get(row["loss_name"], 2)
-        alpha = tce_alpha(row) if row["loss_name"] == "tce" else 0.0
-        return rank, alpha, labels.index(label)
+        if row["loss_name"] == "ce":
+            return 0, 0.0, labels.index(label)
+        if is_fixed_alpha_tce(row):
+            return 1, tce_alpha(row), labels.index(label)
+        return (2 if is_auto_alpha_tce(row) else 3), 0.0, labels.index(label)
 
     return sorted(labels, key=key)
 
 
-def _percent(mean: float, std: float) -> str:
-    if math.isnan(mean):
+def percent_cell(values: Sequence[float | None]) -> str:
+    """'mean ± half-width of the 95% interval' in percent of the values that
+    are not None; the mean alone for one value; a dash for none."""
+    values = [value for value in values if value is not None]
+    if not values:
         return "–"
-    if math.isnan(std):
-        return f"{100 * mean:.1f}"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    interval = intervals.mean_interval(values)
+    if interval.n < 2:
+        return f"{100 * interval.mean:.1f}"
+    return f"{100 * interval.mean:.1f} ± {100 * interval.half_width:.1f}"
 
 
-def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
-    """The Markdown tables of the finished runs, plus a line on the others."""
-    finished = [row for row in rows if row["status"] == FINISHED]
-    lines = []
-    settings = group_by(finished, ("dataset", "noise_kind"))
-    for (dataset, kind), setting_rows in settings.items():
-        rates = sorted({row["noise_rate"] for row in setting_rows})
-        lines += [
-            f"### {dataset}, {kind} noise",
-            "",
-            "Test accuracy (%) at the final epoch / at the epoch of best noisy-"
-            "validation accuracy; mean ± std over n seeds. Columns: noise rate.",
-            "",
-            *_accuracy_table(setting_rows),
-        ]
-        cells = group_by(setting_rows, ("loss", "noise_rate"))
-        noisy_rates = [rate for rate in rates if rate > 0]
-        if noisy_rates:
-            lines += _rate_table(
-                "Mislabelled training examples predicted as their wrong label at "
-                "the final epoch (memorisation, %); mean ± std over seeds.",
-                setting_rows,
-                cells,
-                noisy_rates,
-                lambda row: row["memorized_fraction"],
-            )
-        lines += _alpha_table(setting_rows)
-        lines += _rate_table(
-            "Fall of test accuracy from its highest evaluated epoch to the final "
-            "epoch (points; mean ± std over seeds): what fitting the noise cost. "
-            "A diagnostic only, since the highest epoch is read off the test set.",
-            setting_rows,
-            cells,
-            rates,
-            lambda row: row["peak_test_accuracy"] - row["final_test_accuracy"],
-        )
-        lines.append("")
-    others = [row for row in rows if row["status"] != FINISHED]
-    if others:
-        counts = collections.Counter(row["status"] for row in others)
-        lines.append(
-            "Not in the tables: "
-            + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-            + " run(s): "
-            + ", ".join(row["run"] for row in others)
-        )
-    if not finished:
-        lines.insert(
-            0,
-            "No finished runs to tabulate (cross-fitting runs are not tabulated: "
-            "`python3 -m tce_jax.label_errors` reads them).\n",
-        )
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _accuracy_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
+def accuracy_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
     """Loss x noise-rate table of final / selected test accuracy (one setting),
     with the chosen-alpha row right below the TCE rows."""
     rates = sorted({row["noise_rate"] for row in setting_rows})
@@ -243,112 +203,18 @@ def _accuracy_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _last_tce_index(setting_rows, loss_order: Sequence[str]) -> int:
-    """Where the TCE rows end in loss_order (which puts them right after CE's)."""
-    loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
-    return max(i for i, loss in enumerate(loss_order) if loss_names[loss] == "tce")
-
-
-def _signed_points(fractions: Sequence[float], digits: int) -> str:
-    return " ".join(f"{100 * value:+.{digits}f}" for value in fractions)
-
-
-def difference_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Each loss minus CE, paired by seed, in points: final / selected epoch.
-
-    Runs of one seed share data, noise and validation split across losses, so
-    the difference is taken seed by seed, from the unrounded accuracies; each
-    cell is the mean difference (two decimals) and, in brackets, every seed's.
-    Empty without CE runs.
-    """
-    rates = sorted({row["noise_rate"] for row in setting_rows})
-    by_seed = {
-        (row["loss"], row["noise_rate"], row["seed"]): row for row in setting_rows
-    }
-    for row in choose_tce_alpha_on_validation(setting_rows):
-        by_seed[(CHOSEN_ALPHA_ROW, row["noise_rate"], row["seed"])] = row
-    reference = {
-        key[1:]: row for key, row in by_seed.items() if row["loss_name"] == "ce"
-    }
-    if not reference:
-        return []
-    loss_names = {row["loss"]: row["loss_name"] for row in setting_rows}
-    loss_order = [
-        loss for loss in losses_in_order(setting_rows) if loss_names[loss] != "ce"
-    ]
-    if any(key[0] == CHOSEN_ALPHA_ROW for key in by_seed):
-        loss_order.insert(
-            _last_tce_index(setting_rows, loss_order) + 1, CHOSEN_ALPHA_ROW
-        )
-    lines = [
-        "| loss | " + " | ".join(f"{rate:g}" for rate in rates) + " |",
-        "|---|" + "---|" * len(rates),
-    ]
-    for loss in loss_order:
-        entries = []
-        for rate in rates:
-            pairs = [
-                (row, reference[(rate, seed)])
-                for (name, row_rate, seed), row in sorted(by_seed.items())
-                if name == loss and row_rate == rate and (rate, seed) in reference
-            ]
-            if not pairs:
-                entries.append("–")
-                continue
-            texts = []
-            for key in ("final_test_accuracy", "best_val_test_accuracy"):
-                differences = [row[key] - ref[key] for row, ref in pairs]
-                texts.append(
-                    f"{_signed_points([float(np.mean(differences))], 2)} "
-                    f"[{_signed_points(differences, 1)}]"
-                )
-            entries.append(" / ".join(texts))
-        lines.append(f"| {loss} | " + " | ".join(entries) + " |")
-    return lines
-
-
-README_BEGIN = (
-    "<!-- generated by `python3 -m tce_jax.report --sweep_dir=DIR "
-    "--update_readme`; edit the report code, not this block -->"
-)
-README_END = "<!-- end of generated block -->"
-
-
-def readme_block(rows: Sequence[dict[str, Any]]) -> str:
-    """The headline tables a results README includes: per setting, test
-    accuracy and the paired difference to CE, both from the finished runs."""
-    finished = [row for row in rows if row["status"] == FINISHED]
-    lines = [README_BEGIN]
-    for (dataset, kind), setting_rows in group_by(
-        finished, ("dataset", "noise_kind")
-    ).items():
-        lines += [
-            "",
-            f"**{dataset}, {kind} noise.** Test accuracy (%) at the final epoch / "
-            "at the epoch of best noisy-validation accuracy; mean ± std over n "
-            "seeds. Columns: noise rate.",
-            "",
-            *_accuracy_table(setting_rows),
-        ]
-        differences = difference_table(setting_rows)
-        if differences:
-            lines += [
-                "",
-                "Difference to CE in points, paired by seed (same data, noise and "
-                "validation split), final epoch / selected epoch: mean of the "
-                "unrounded differences [each seed's].",
-                "",
-                *differences,
-            ]
-    return "\n".join([*lines, "", README_END])
+    """Where the fixed-alpha TCE rows end in loss_order (right after CE's)."""
+    fixed = {row["loss"] for row in setting_rows if is_fixed_alpha_tce(row)}
+    return max(i for i, loss in enumerate(loss_order) if loss in fixed)
 
 
 def _accuracy_cell(cell: Sequence[dict[str, Any]], note: str = "") -> str:
     """'final / at best noisy-val epoch (n=seeds<note>)' in %, or a dash."""
     if not cell:
         return "–"
-    final = mean_std([row["final_test_accuracy"] for row in cell])
-    selected = mean_std([row["best_val_test_accuracy"] for row in cell])
-    return f"{_percent(*final[:2])} / {_percent(*selected[:2])} (n={final[2]}{note})"
+    final = percent_cell([row["final_test_accuracy"] for row in cell])
+    selected = percent_cell([row["best_val_test_accuracy"] for row in cell])
+    return f"{final} / {selected} (n={len(cell)}{note})"
 
 
 def choose_tce_alpha_on_validation(
@@ -379,8 +245,9 @@ def choose_tce_alpha_on_validation(
     ]
 
 
-def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:
-    """A loss x noise-rate table of mean ± std of `value(row)`, in percent."""
+def rate_table(title, setting_rows, cells, rates, value) -> list[str]:
+    """A loss x noise-rate table of `value(row)` in percent, mean ± half-width
+    of the 95% interval over seeds."""
     lines = [
         "",
         title,
@@ -390,7 +257,7 @@ def _rate_table(title, setting_rows, cells, rates, value) -> list[str]:
     ]
     for loss in losses_in_order(setting_rows):
         entries = [
-            _percent(*mean_std([value(row) for row in cells.get((loss, rate), [])])[:2])
+            percent_cell([value(row) for row in cells.get((loss, rate), [])])
             for rate in rates
         ]
         lines.append(f"| {loss} | " + " | ".join(entries) + " |")
@@ -443,15 +310,14 @@ def collect_many(
     return rows
 
 
-def _alpha_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
+def alpha_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
     """The alpha the auto rule set (its final epoch's), per rate: mean and seeds."""
     auto = [row for row in setting_rows if is_auto_alpha_tce(row) and row["metrics"]]
     if not auto:
         return []
     lines = [
         "",
-        "Alpha the rule set (alpha_rule = auto; held from the half to the end): "
-        "mean [each seed].",
+        "Alpha the self-tuning rule ended the run with: mean [each seed].",
         "",
         "| loss | noise rate | alpha |",
         "|---|---|---|",
@@ -465,3 +331,39 @@ def _alpha_table(setting_rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def _seed(row: dict[str, Any]) -> int:
     return row["seed"]
+
+
+def machines_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The machine types behind the finished runs, and, when there are several,
+    which types made each cell.
+
+    XLA's numbers depend on the processor, so runs of one cell made on two
+    machine types differ like seeds; runs that record no machine count as one
+    unknown type.
+    """
+    finished = [row for row in rows if row["status"] == FINISHED]
+    if not finished:
+        return []
+    names = {}
+    for row in finished:
+        if row.get("machine") not in names:
+            names[row.get("machine")] = chr(ord("A") + len(names))
+    described = {
+        row.get("machine"): (
+            f"{row['machine_description']} (signature {row['machine']})"
+            if row.get("machine")
+            else "not recorded (made before runs recorded their machine)"
+        )
+        for row in finished
+    }
+    lines = [f"- {names[machine]}: {described[machine]}" for machine in names]
+    if len(names) == 1:
+        return [*lines, "", f"All {len(finished)} finished runs: machine A."]
+    lines += ["", "| cell | machines |", "|---|---|"]
+    for (dataset, kind, rate, loss), cell in group_by(
+        finished, ("dataset", "noise_kind", "noise_rate", "loss")
+    ).items():
+        counts = collections.Counter(names[row.get("machine")] for row in cell)
+        text = ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
+        lines.append(f"| {dataset} {kind} {rate:g} {loss} | {text} |")
+    return lines

@@ -17,6 +17,7 @@ TensorBoard events, checkpoints) are described in docs/training.md.
 import dataclasses
 import functools
 import json
+import math
 import os
 import subprocess
 import time
@@ -60,14 +61,14 @@ class NonFiniteLossError(RuntimeError):
 class TrainState(train_state.TrainState):
     """Params, optimiser state and step (from flax), plus BatchNorm statistics.
 
-    ``loss_hparams`` holds loss hyperparameters that change during the run, as
-    arrays passed to the loss on every step (``{"alpha": ...}`` under
-    ``alpha_rule = "auto"``, else empty): the step compiles once, and a
-    resumed run continues with the values its checkpoint saved.
+    ``alpha_rule`` is the state of a self-tuning alpha rule
+    (``alpha_rules``; empty for a fixed alpha): its ``alpha`` reaches the loss
+    as an array on every step, so the step compiles once, and a resumed run
+    continues with the alpha and the rule's memory its checkpoint saved.
     """
 
     batch_stats: Any
-    loss_hparams: dict[str, jax.Array]
+    alpha_rule: alpha_rules.RuleState | dict
 
 
 # ----------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def create_train_state(
     image_shape: tuple[int, ...],
     seed: int,
     mesh: jax.sharding.Mesh,
-    loss_hparams: dict[str, float] | None = None,
+    alpha_rule: alpha_rules.RuleState | None = None,
 ) -> TrainState:
     """Initialises the model from the seed's "init" stream, replicated on ``mesh``.
 
@@ -159,10 +160,7 @@ def create_train_state(
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables["batch_stats"],
-        loss_hparams={
-            name: jnp.asarray(value, jnp.float32)
-            for name, value in (loss_hparams or {}).items()
-        },
+        alpha_rule={} if alpha_rule is None else alpha_rule,
         tx=optimizer,
     )
     # An int32 array (not a Python int) so the first step does not compile twice.
@@ -188,7 +186,8 @@ def _train_step(
             train=True,
             mutable=["batch_stats"],
         )
-        loss = loss_fn(logits, batch["label"], **state.loss_hparams)
+        hparams = {"alpha": state.alpha_rule.alpha} if state.alpha_rule else {}
+        loss = loss_fn(logits, batch["label"], **hparams)
         return jnp.mean(loss), updates["batch_stats"]
 
     (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -211,7 +210,7 @@ def make_train_step(
     normalisation happen inside the step.
 
     Args:
-      loss_fn: per-example loss ``fn(logits, labels, **state.loss_hparams) ->
+      loss_fn: per-example loss ``fn(logits, labels[, alpha=...]) ->
         [B]``; it receives float32 logits whatever the model's computation
         dtype.
       mesh: the ('data',) device mesh.
@@ -325,8 +324,8 @@ def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]
     ``memorized_fraction`` is the fraction of noisy-labelled examples predicted
     as their noisy label (None when no example is noisy);
     ``contradicted_fraction`` the fraction whose given label the model rates
-    below chance (``alpha_rules.contradicted_fraction``), a label-free
-    estimate of the noise that ``alpha_rule = "auto"`` follows.
+    below chance (``alpha_rules.contradicted_fraction``), the reading the
+    self-tuning alpha rules follow.
     """
     noisy = split["is_noisy"].astype(bool)
     fits_noisy_label = split["prediction"] == split["label"]
@@ -620,10 +619,16 @@ def _set_up(
         image_shape=datasets.info.image_shape,
         seed=config.seed,
         mesh=mesh,
-        loss_hparams=(
-            {"alpha": alpha_rules.initial_alpha(datasets.info.num_classes)}
-            if config.loss.alpha_rule == "auto"
-            else None
+        alpha_rule=(
+            None
+            if config.loss.alpha_rule == alpha_rules.FIXED
+            else alpha_rules.init(
+                config.loss.alpha_rule,
+                num_classes=datasets.info.num_classes,
+                num_epochs=config.num_epochs,
+                eval_every_epochs=config.eval_every_epochs,
+                **config_validation.alpha_rule_settings(config),
+            )
         ),
     )
     loss_fn = losses.get(config.loss.name, **config_validation.loss_hparams(config))
@@ -709,7 +714,7 @@ def _train_epochs(
             best_val=best_val,
         )
         record["elapsed_seconds"] = elapsed_before + (time.perf_counter() - run_start)
-        if config.loss.alpha_rule == "auto":
+        if state.alpha_rule:
             state = _follow_alpha_rule(run, state, record)
         if _improves(record["val_accuracy"], best_val):
             best_val = record["val_accuracy"]
@@ -757,30 +762,25 @@ def _finish(
 def _follow_alpha_rule(
     run: _Run, state: TrainState, record: dict[str, Any]
 ) -> TrainState:
-    """Records the epoch's alpha and sets the next one (``alpha_rules.next_alpha``).
+    """Records the epoch's alpha and, after an evaluation, advances the rule
+    (``alpha_rules.update``).
 
-    Every process reads the same replicated evaluation, so all set the same
-    alpha. Epochs without an evaluation keep it.
+    Every process reads the same replicated evaluation, so all reach the same
+    state. Epochs without an evaluation keep it.
     """
-    config = run.config
-    alpha = state.loss_hparams["alpha"]
-    record["alpha"] = float(_to_host(alpha))
+    rule = _to_host(state.alpha_rule)
+    record["alpha"] = float(rule.alpha)
     if record["contradicted_fraction"] is None:
         return state
-    new_alpha = alpha_rules.next_alpha(
-        record["alpha"],
-        record["contradicted_fraction"],
+    reading = alpha_rules.Reading(
         epoch=record["epoch"],
-        reading_epoch=alpha_rules.reading_epoch(
-            config.num_epochs, config.eval_every_epochs
+        contradicted=record["contradicted_fraction"],
+        val_accuracy=(
+            math.nan if record["val_accuracy"] is None else record["val_accuracy"]
         ),
-        num_classes=run.datasets.info.num_classes,
-        max_alpha=config_validation.alpha_max(config),
-        offset=config_validation.alpha_offset(config),
     )
-    return state.replace(
-        loss_hparams={"alpha": jax.device_put(new_alpha, NamedSharding(run.mesh, P()))}
-    )
+    rule = alpha_rules.update(rule, reading)
+    return state.replace(alpha_rule=jax.device_put(rule, NamedSharding(run.mesh, P())))
 
 
 def _create_writer(workdir: str, *, is_writer: bool) -> metric_writers.MetricWriter:

@@ -1,5 +1,6 @@
 """Tests of the rerun-against-committed comparison (tce_jax.compare)."""
 
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -24,8 +25,19 @@ CONFIG = {
 COMMITTED = {0: (0.60, 0.66, 0.50), 1: (0.62, 0.67, 0.46), 2: (0.63, 0.70, 0.48)}
 
 
-def write_run(root, seed, final, selected, memorized, *, environment=None, **config):
-    """A finished run dir of symmetric-0.4/tce-alpha0.1 with two evaluated epochs."""
+def write_run(
+    root,
+    seed,
+    final,
+    selected,
+    memorized,
+    *,
+    environment=None,
+    effective=False,
+    **config,
+):
+    """A finished run dir of symmetric-0.4/tce-alpha0.1 with two evaluated epochs
+    (recording its config as effective, as runs do now, or as given only)."""
     run_dir = root / f"fashion_mnist/symmetric-0.4/tce-alpha0.1/seed{seed}"
     run_dir.mkdir(parents=True)
     info = {
@@ -62,6 +74,8 @@ def write_run(root, seed, final, selected, memorized, *, environment=None, **con
         "config": dict(merged, seed=seed),
         "wall_seconds": 30.0 + seed,
     }
+    if effective:
+        summary["effective_config"] = dict(merged, seed=seed)
     if environment is not None:
         summary[run_files.ENVIRONMENT_KEY] = environment
     run_files.write_summary(run_dir, summary)
@@ -114,34 +128,112 @@ def test_another_machine_is_set_against_the_committed_seeds(committed, tmp_path)
     record_machine(
         committed, dict(here, cpu_model="Other CPU", isa_features=["avx", "avx2"])
     )
-    # Final accuracy inside the committed range, selected above it.
-    write_run(tmp_path / "rerun", 0, 0.615, 0.72, 0.47, environment=here)
+    # Final accuracy inside its prediction interval, selected above it.
+    write_run(tmp_path / "rerun", 0, 0.615, 0.80, 0.47, environment=here)
     (comparison,) = compare.compare(tmp_path / "rerun", committed)
     assert comparison.identical is False
-    assert comparison.difference == ("epoch 1 test_accuracy: 0.72 here, 0.66 committed")
+    assert comparison.difference == ("epoch 1 test_accuracy: 0.8 here, 0.66 committed")
     assert comparison.machine == "different"
     assert comparison.machine_differences == ("cpu_model", "isa_features")
-    final, selected, memorized = comparison.spreads
+    final, selected, memorized = comparison.verdicts
     values = np.array([numbers[0] for numbers in COMMITTED.values()])
-    assert final.mean == pytest.approx(values.mean())
-    assert final.std == pytest.approx(values.std(ddof=1))
-    assert (final.low, final.high, final.n) == (0.60, 0.63, 3)
+    # mean ± t(0.975, 2) sd sqrt(1 + 1/3), t(0.975, 2) = 4.3027.
+    half = 4.302652729911275 * values.std(ddof=1) * np.sqrt(4 / 3)
+    assert final.interval.mean == pytest.approx(values.mean())
+    assert final.interval.low == pytest.approx(values.mean() - half)
+    assert final.interval.high == pytest.approx(values.mean() + half)
     assert final.within and not selected.within and memorized.within
-    assert selected.deviations == pytest.approx(
-        (0.72 - np.mean([0.66, 0.67, 0.70])) / np.std([0.66, 0.67, 0.70], ddof=1)
-    )
     text = compare.format_comparison([comparison], committed)
     assert (
         "another machine type or software (differs in cpu_model, isa_features)" in text
     )
     assert (
-        "test accuracy, final epoch: 61.5%; committed seeds 61.7 ± 1.5 "
-        "(60.0-63.0, n=3): within their range"
+        "test accuracy, final epoch: 61.50%; committed mean 61.67, 95% prediction "
+        "interval for a further seed 54.08-69.26 (n=3): within"
     ) in text
+    assert "test accuracy, selected epoch: 80.00%" in text and ": OUTSIDE" in text
     assert (
-        "test accuracy, selected epoch: 72.0%" in text and "OUTSIDE their range" in text
+        "of the others' 3 judged numbers, 1 outside their 95% prediction interval "
+        "(0.2 expected by chance)"
+    ) in text
+    assert not compare.strict_failure([comparison])
+
+
+def test_too_few_committed_seeds_are_not_judged(committed, tmp_path):
+    for seed in (1, 2):
+        shutil.rmtree(
+            committed / f"fashion_mnist/symmetric-0.4/tce-alpha0.1/seed{seed}"
+        )
+    write_run(tmp_path / "rerun", 3, 0.10, 0.10, 0.99)
+    (comparison,) = compare.compare(tmp_path / "rerun", committed)
+    assert not any(verdict.judged for verdict in comparison.verdicts)
+    assert all(verdict.within for verdict in comparison.verdicts)
+    text = compare.format_comparison([comparison], committed)
+    assert "committed mean 60.00 (n=1): too few committed seeds to judge" in text
+    assert "nan" not in text
+    assert "3 number(s) with too few committed seeds to judge" in text
+    assert not compare.strict_failure([comparison])
+
+
+def test_strict_fails_a_doctored_rerun_and_passes_a_seed_like_one(committed, tmp_path):
+    for seed, numbers in COMMITTED.items():
+        write_run(tmp_path / "like", seed, *(x + 0.004 for x in numbers))
+        write_run(tmp_path / "doctored", seed, 0.95, 0.95, 0.01)
+    like = compare.compare(tmp_path / "like", committed)
+    assert not any(c.identical for c in like)
+    assert all(v.within for c in like for v in c.verdicts)
+    assert not compare.strict_failure(like)
+    doctored = compare.compare(tmp_path / "doctored", committed)
+    assert not any(v.within for c in doctored for v in c.verdicts)
+    assert compare.strict_failure(doctored)
+    # One number outside among nine is what chance gives now and then.
+    off = dataclasses.replace(like[2].verdicts[0], value=0.0)
+    one_off = [
+        *like[:2],
+        dataclasses.replace(like[2], verdicts=(off, *like[2].verdicts[1:])),
+    ]
+    assert not compare.strict_failure(one_off)
+
+
+def test_self_tuning_runs_match_only_on_effective_configs(tmp_path):
+    """A rule's default changed between commits (the first rule's offset):
+    runs that recorded no effective config cannot be placed in its cell."""
+    auto = {"name": "tce", "alpha_rule": "auto", "alpha_max": 0.5}
+    for seed in range(3):
+        write_run(tmp_path / "old", seed, 0.6, 0.6, 0.5, loss=dict(auto))
+        write_run(
+            tmp_path / "new",
+            seed,
+            0.6,
+            0.6,
+            0.5,
+            effective=True,
+            loss=dict(auto, alpha_offset=0.0),
+        )
+    write_run(
+        tmp_path / "rerun",
+        0,
+        0.6,
+        0.6,
+        0.5,
+        effective=True,
+        loss=dict(auto, alpha_offset=0.0),
     )
-    assert "of the others' 3 numbers, 2 within the range" in text
+    (against_old,) = compare.compare(tmp_path / "rerun", tmp_path / "old")
+    assert against_old.committed_seeds == ()
+    (against_new,) = compare.compare(tmp_path / "rerun", tmp_path / "new")
+    assert against_new.committed_seeds == (0, 1, 2) and against_new.identical
+    write_run(
+        tmp_path / "offset",
+        0,
+        0.6,
+        0.6,
+        0.5,
+        effective=True,
+        loss=dict(auto, alpha_offset=0.1),
+    )
+    (other_rule,) = compare.compare(tmp_path / "offset", tmp_path / "new")
+    assert other_rule.committed_seeds == ()
 
 
 def test_a_difference_on_the_same_machine_points_at_the_code(committed, tmp_path):
@@ -173,7 +265,12 @@ def test_cells_are_matched_on_the_training_config(committed, tmp_path):
         "dataset": "fashion_mnist", "data_dir": "/elsewhere"})  # fmt: skip
     (comparison,) = compare.compare(tmp_path / "newer", committed)
     assert comparison.committed_seeds == (0, 1, 2) and comparison.identical is None
-    assert len(comparison.spreads) == 3
+    assert len(comparison.verdicts) == 3
+    # A run recording its effective config (the defaults it used resolved)
+    # is a seed of the same cell as runs that recorded the config as given.
+    write_run(tmp_path / "effective", 8, *COMMITTED[0], effective=True)
+    (comparison,) = compare.compare(tmp_path / "effective", committed)
+    assert comparison.committed_seeds == (0, 1, 2)
 
 
 def test_epochs_tested_by_one_run_only_are_not_differences(committed, tmp_path):
@@ -208,11 +305,17 @@ def _compare_cli(*args):
 
 
 @pytest.mark.slow
-def test_cli_prints_the_comparison_and_exits_0_either_way(committed, tmp_path):
-    write_run(tmp_path / "rerun", 0, 0.5, 0.5, 0.9)
-    result = _compare_cli(f"--rerun={tmp_path / 'rerun'}", f"--committed={committed}")
+def test_cli_prints_the_comparison_and_exits_0_unless_strict(committed, tmp_path):
+    for seed in COMMITTED:
+        write_run(tmp_path / "rerun", seed, 0.2, 0.2, 0.99)
+    args = (f"--rerun={tmp_path / 'rerun'}", f"--committed={committed}")
+    result = _compare_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "not identical; unknown machine" in result.stdout
+    strict = _compare_cli(*args, "--strict")
+    assert strict.returncode == 1
+    assert strict.stdout == result.stdout
+    assert strict.stderr.startswith("compare: --strict: more numbers outside")
 
 
 @pytest.mark.slow
@@ -245,7 +348,7 @@ def test_the_demo_runs_are_cells_of_the_grid_it_compares_with():
         )
         committed_config = run_files.read_summary(committed / run.rel_dir)["config"]
         assert compare.same_cell(
-            compare._training_config({"config": config}),
-            compare._training_config({"config": committed_config}),
+            compare.cell_of({"config": config}),
+            compare.cell_of({"config": committed_config}),
         ), run.rel_dir
         assert config["seed"] == committed_config["seed"]

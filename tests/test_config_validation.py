@@ -81,6 +81,20 @@ def _smoke_config(**overrides):
             "a number in [0, 1)",
         ),
         (
+            {"loss.alpha_rule": "val_peak", "loss.alpha_offset": 0.1},
+            "config.loss.alpha_offset",
+            "unset unless loss.alpha_rule is one of auto",
+        ),
+        (
+            {
+                "loss.alpha_rule": "val_track",
+                "data.validation_fraction": 0.0,
+                "data.validation_examples": 0,
+            },
+            "config.data.validation_fraction",
+            "the rule reads the noisy validation accuracy",
+        ),
+        (
             {"loss.alpha_rule": "auto", "num_epochs": 8, "eval_every_epochs": 5},
             "config.eval_every_epochs",
             "at most 4",
@@ -100,8 +114,13 @@ def test_alpha_rule_fields_are_not_passed_to_the_loss():
     config = _smoke_config(**{"loss.alpha_rule": "auto", "loss.alpha_max": 0.4})
     config_validation.validate(config, num_devices=1)
     assert config_validation.loss_hparams(config) == {}
-    assert config_validation.alpha_max(config) == 0.4
-    assert config_validation.alpha_offset(config) == 0.0
+    assert config_validation.alpha_rule_settings(config) == {
+        "alpha_max": 0.4,
+        "alpha_offset": 0.0,
+    }
+    config = _smoke_config(**{"loss.alpha_rule": "val_peak"})
+    config_validation.validate(config, num_devices=1)
+    assert config_validation.alpha_rule_settings(config) == {"alpha_max": 0.5}
 
 
 def test_an_override_naming_no_field_gets_the_nearest_names():

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tce_jax import report_tables
+from tce_jax import report_markdown
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = sorted(
@@ -61,8 +61,8 @@ def _row(line):
 def _generated_accuracy(results_dir):
     """{(noise kind, rate, loss): {final-epoch cell}} of a results folder."""
     readme = (results_dir / "README.md").read_text()
-    begin = readme.find(report_tables.README_BEGIN)
-    end = readme.find(report_tables.README_END)
+    begin = readme.find(report_markdown.README_BEGIN)
+    end = readme.find(report_markdown.README_END)
     texts = [readme[begin:end]] if 0 <= begin < end else []
     texts += [path.read_text() for path in results_dir.glob("**/report/results.md")]
     cells = {}

@@ -97,7 +97,7 @@ def test_num_epochs_may_grow_where_the_schedule_permits(tmp_path):
     auto = {"loss.alpha_rule": "auto", "num_epochs": 4}
     _trained_run(tmp_path / "auto", tiny_config(**auto), epochs=1)
     message = _refusal(tmp_path / "auto", tiny_config(**(auto | {"num_epochs": 8})))
-    assert "the self-tuning alpha's reading epoch depends on it" in message
+    assert "a self-tuning alpha rule may read the epochs by it" in message
     # Its alpha is set from the evaluated epochs: their spacing matters too.
     assert "eval_every_epochs" in _refusal(
         tmp_path / "auto", tiny_config(**(auto | {"eval_every_epochs": 2}))

@@ -8,7 +8,14 @@ import sys
 import pytest
 from report_fakes import write_run
 
-from tce_jax import report, report_tables, run_environment, run_files
+from tce_jax import (
+    plan,
+    report,
+    report_markdown,
+    report_tables,
+    run_environment,
+    run_files,
+)
 
 
 @pytest.mark.slow
@@ -38,6 +45,18 @@ def test_write_report_writes_csv_markdown_and_plots(sweep_dir, capsys):
     ]
     assert all(path.stat().st_size > 10_000 for path in out_dir.glob("*.png"))
     assert "Report in" in capsys.readouterr().out
+    assert not (out_dir / report.PREREGISTRATION_FILE).exists()
+
+    # With a plan: its comparisons join the tables, and the pre-registration
+    # check is written (here outside git: it says it cannot check).
+    (sweep_dir / plan.PLAN_FILE).write_text(
+        "```plan\nlosses: ce tce-alpha0.1\ncompare: tce-alpha0.1 tce-alpha0.001\n```\n"
+    )
+    report.write_report(sweep_dir)
+    assert "| tce-alpha0.1 − tce-alpha0.001 |" in (out_dir / "results.md").read_text()
+    check = (out_dir / report.PREREGISTRATION_FILE).read_text()
+    assert check.startswith("pre-registration not checked: ")
+    assert check in capsys.readouterr().out
 
 
 def test_report_of_an_empty_sweep_says_so(tmp_path):
@@ -66,26 +85,110 @@ def test_report_of_a_missing_directory_is_one_line_and_creates_nothing(tmp_path)
 
 def test_differences_to_ce_are_paired_by_seed_from_unrounded_values(sweep_dir):
     rows = report_tables.collect(sweep_dir)
-    assert report_tables.difference_table(
-        [r for r in rows if r["status"] == "finished"]
-    ) == [
-        "| loss | 0 | 0.4 |",
+    finished = [r for r in rows if r["status"] == "finished"]
+    lines = report_markdown.difference_tables(finished)
+    final = lines[lines.index("| difference | 0 | 0.4 |") :][:4]
+    # Final: 0.9 - 0.9, 0.9 - 0.92 (mean -1, sd 1.414 points, t(0.975, 1)
+    # = 12.706: ± 12.71); noise 0.4: 0.8 - 0.4, 0.8 - 0.6 (+30 ± 127.06).
+    assert final == [
+        "| difference | 0 | 0.4 |",
         "|---|---|---|",
-        # Final: 0.9 - 0.9, 0.9 - 0.92; selected (noisy-val epochs) likewise.
-        "| tce-alpha0.01 | -1.00 [+0.0 -2.0] / -1.00 [+0.0 -2.0] "
-        # Final: 0.8 - 0.4, 0.8 - 0.6; selected: 0.8 - 0.6, 0.8 - 0.7.
-        "| +30.00 [+40.0 +20.0] / +15.00 [+20.0 +10.0] |",
-        "| TCE, alpha chosen on noisy validation | -1.00 [+0.0 -2.0] / -1.00 "
-        "[+0.0 -2.0] | +30.00 [+40.0 +20.0] / +15.00 [+20.0 +10.0] |",
+        "| tce-alpha0.01 − ce | -1.00 [-13.71, +11.71] 0/2 "
+        "| +30.00 [-97.06, +157.06] 2/2 |",
+        "| TCE, alpha chosen on noisy validation − ce | -1.00 [-13.71, +11.71] 0/2 "
+        "| +30.00 [-97.06, +157.06] 2/2 |",
     ]
     # Means 55.04 and 58.33 round to 55.0 and 58.3 (3.3 apart); the paired
-    # difference of the unrounded values is 3.29.
+    # difference of the unrounded values is 3.29, the same on both seeds, so
+    # its interval has no width and excludes 0.
     for seed, (ce, tce) in enumerate([(0.5004, 0.5333), (0.6004, 0.6333)]):
         write_run(sweep_dir, rate=0.2, seed=seed, test=[ce], val=[0.5])
         write_run(sweep_dir, loss="gce", rate=0.2, seed=seed, test=[tce], val=[0.5])
     rows = [r for r in report_tables.collect(sweep_dir) if r["noise_rate"] == 0.2]
-    (line,) = [line for line in report_tables.difference_table(rows) if "gce" in line]
-    assert line == "| gce | +3.29 [+3.3 +3.3] / +3.29 [+3.3 +3.3] |"
+    (line, _) = [
+        line for line in report_markdown.difference_tables(rows) if "gce" in line
+    ]
+    assert line == "| gce − ce | +3.29 [+3.29, +3.29] 2/2 ✓ |"
+
+
+def _write_benchmark(sweep_dir):
+    """Three seeds of CE, TCE and GCE under clean labels and two noisy settings,
+    with known differences: TCE is CE + 2 points under noise (exactly), GCE is
+    CE + 1, 3, -1 points by seed (mean +1, not established)."""
+    for seed, base in enumerate((0.60, 0.62, 0.64)):
+        for rate in (0.0, 0.2, 0.4):
+            write_run(sweep_dir, rate=rate, seed=seed, test=[base], val=[0.5])
+            tce = base + (0.02 if rate else -0.005)
+            write_run(
+                sweep_dir,
+                loss="tce",
+                hparams={"alpha": 0.1},
+                rate=rate,
+                seed=seed,
+                test=[tce],
+                val=[0.5],
+            )
+            gce = base + (0.01, 0.03, -0.01)[seed]
+            write_run(
+                sweep_dir, loss="gce", rate=rate, seed=seed, test=[gce], val=[0.5]
+            )
+    return [r for r in report_tables.collect(sweep_dir) if r["status"] == "finished"]
+
+
+def test_noisy_mean_averages_each_seed_over_the_noisy_settings(tmp_path):
+    rows = _write_benchmark(tmp_path)
+    tce = report_markdown.noisy_mean(rows, "tce-alpha0.1", "ce", "final_test_accuracy")
+    assert tce.mean == pytest.approx(2.0) and tce.n == 3 and tce.ahead == 3
+    assert tce.established
+    gce = report_markdown.noisy_mean(rows, "gce", "ce", "final_test_accuracy")
+    assert gce.mean == pytest.approx(1.0) and gce.ahead == 2
+    assert not gce.established
+    table = report_markdown.noisy_mean_table(rows, [("tce-alpha0.1", "gce")])
+    assert "Mean over the 2 noisy settings (symmetric 0.2, symmetric 0.4)" in table[1]
+    assert table[-1].startswith("| tce-alpha0.1 − gce | +1.00 [")
+    # A seed that lacks a noisy setting of one loss is left out.
+    (tmp_path / "fashion_mnist/symmetric-0.4/gce/seed2/summary.json").unlink()
+    rows = [r for r in report_tables.collect(tmp_path) if r["status"] == "finished"]
+    assert report_markdown.noisy_mean(rows, "gce", "ce", "final_test_accuracy").n == 2
+
+
+def test_registered_targets_are_judged_met_or_missed_with_their_numbers(tmp_path):
+    rows = _write_benchmark(tmp_path)
+    targets = plan.parse(
+        "```plan\nlosses: ce\n"
+        "target: each-noisy tce-alpha0.1 - ce low > 0\n"
+        "target: clean tce-alpha0.1 - ce low > -1\n"
+        "target: mean-noisy gce - ce low > 0\n"
+        "target: each-noisy gce - ce mean >= 1\n"
+        "target: clean sce - ce low > 0\n```\n"
+    ).targets
+    lines = report_markdown.target_lines(rows, targets)
+    assert lines[0].startswith(
+        "- `each-noisy tce-alpha0.1 - ce low > 0`: **met in 2 of 2**. "
+        "symmetric 0.2: low +2.00"
+    )
+    assert lines[1].startswith(
+        "- `clean tce-alpha0.1 - ce low > -1`: **met**. clean labels: low -0.50"
+    )
+    assert lines[2].startswith("- `mean-noisy gce - ce low > 0`: **missed**. ")
+    assert lines[3].startswith("- `each-noisy gce - ce mean >= 1`: **met in 2 of 2**.")
+    assert lines[4] == "- `clean sce - ce low > 0`: no runs to judge it yet"
+
+
+def test_the_machines_behind_each_cell_are_listed_when_they_differ(tmp_path):
+    rows = _write_benchmark(tmp_path)
+    assert report_tables.machines_table(rows)[-1] == (
+        f"All {len(rows)} finished runs: machine A."
+    )
+    run_dir = tmp_path / "fashion_mnist/symmetric-0.4/ce/seed1"
+    summary = run_files.read_summary(run_dir)
+    summary[run_files.ENVIRONMENT_KEY] = run_environment.collect()
+    run_files.write_summary(run_dir, summary)
+    rows = [r for r in report_tables.collect(tmp_path) if r["status"] == "finished"]
+    lines = report_tables.machines_table(rows)
+    assert lines[0] == "- A: not recorded (made before runs recorded their machine)"
+    assert lines[1].startswith("- B: ") and "signature" in lines[1]
+    assert "| fashion_mnist symmetric 0.4 ce | A x2, B x1 |" in lines
 
 
 def test_update_readme_rewrites_only_the_generated_block(sweep_dir):
@@ -94,13 +197,13 @@ def test_update_readme_rewrites_only_the_generated_block(sweep_dir):
     with pytest.raises(ValueError, match="no generated block"):
         report.update_readme(sweep_dir)
     readme.write_text(
-        f"# Title\n\nbefore\n\n{report_tables.README_BEGIN}\nstale\n"
-        f"{report_tables.README_END}\n\nafter\n"
+        f"# Title\n\nbefore\n\n{report_markdown.README_BEGIN}\nstale\n"
+        f"{report_markdown.README_END}\n\nafter\n"
     )
     report.update_readme(sweep_dir)
-    block = report_tables.readme_block(report_tables.collect(sweep_dir))
+    block = report_markdown.readme_block(report_tables.collect(sweep_dir))
     assert readme.read_text() == f"# Title\n\nbefore\n\n{block}\n\nafter\n"
-    assert "| tce-alpha0.01 | -1.00 [+0.0 -2.0]" in block
+    assert "| tce-alpha0.01 − ce | -1.00 [-13.71, +11.71] 0/2 |" in block
 
 
 COMMITTED_RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
@@ -111,17 +214,17 @@ COMMITTED_RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
     sorted(
         path.parent
         for path in COMMITTED_RESULTS.glob("*/README.md")
-        if report_tables.README_BEGIN in path.read_text()
+        if report_markdown.README_BEGIN in path.read_text()
     ),
     ids=lambda path: path.name,
 )
 def test_results_readmes_include_the_tables_their_runs_give(results_dir):
     """The generated blocks match the committed runs: no table is retyped."""
     text = (results_dir / "README.md").read_text()
-    begin = text.index(report_tables.README_BEGIN)
-    end = text.index(report_tables.README_END) + len(report_tables.README_END)
-    assert text[begin:end] == report_tables.readme_block(
-        report_tables.collect(results_dir)
+    begin = text.index(report_markdown.README_BEGIN)
+    end = text.index(report_markdown.README_END) + len(report_markdown.README_END)
+    assert text[begin:end] == report_markdown.readme_block(
+        report_tables.collect(results_dir), report.registered_plan(results_dir)
     ), f"run: python3 -m tce_jax.report --sweep_dir={results_dir} --update_readme"
 
 
@@ -142,7 +245,10 @@ def test_committed_reports_regenerate_identically():
         rows = report_tables.collect_many(sweep_dir, [repo / path for path in also])
         relative = sweep_dir.relative_to(repo)
         expected = report.results_title(relative, also)
-        assert committed == f"{expected}\n\n{report_tables.markdown_tables(rows)}"
+        tables = report_markdown.results_markdown(
+            rows, report.registered_plan(sweep_dir)
+        )
+        assert committed == f"{expected}\n\n{tables}", sweep_dir
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import sys
 import pytest
 from report_fakes import write_run
 
-from tce_jax import report_tables, run_files
+from tce_jax import report_markdown, report_tables, run_files
 
 
 def test_rows_hold_final_and_validation_selected_accuracy(sweep_dir):
@@ -33,14 +33,15 @@ def test_mean_and_sample_std():
 
 
 def test_markdown_table_cells(sweep_dir):
-    tables = report_tables.markdown_tables(report_tables.collect(sweep_dir))
+    tables = report_markdown.results_markdown(report_tables.collect(sweep_dir))
     lines = tables.splitlines()
     assert "| loss | 0 | 0.4 |" in lines
     ce_row = next(line for line in lines if line.startswith("| ce |"))
-    # noise 0: final 0.90, 0.92; selected (val 0.9 at epoch 2) the same.
-    # noise 0.4: final 0.40, 0.60 -> 50.0 ± 14.1; selected 0.60, 0.70 -> 65.0 ± 7.1.
+    # Cells are mean ± t(0.975, n - 1) sd / sqrt(n), t(0.975, 1) = 12.706:
+    # noise 0: final 0.90, 0.92 (sd 0.0141 -> ± 12.7); selected the same.
+    # noise 0.4: final 0.40, 0.60 (sd 0.141 -> ± 127.1); selected 0.60, 0.70.
     assert ce_row == (
-        "| ce | 91.0 ± 1.4 / 91.0 ± 1.4 (n=2) | 50.0 ± 14.1 / 65.0 ± 7.1 (n=2) |"
+        "| ce | 91.0 ± 12.7 / 91.0 ± 12.7 (n=2) | 50.0 ± 127.1 / 65.0 ± 63.5 (n=2) |"
     )
     tce_row = next(line for line in lines if line.startswith("| tce-alpha0.01 |"))
     assert "80.0 ± 0.0 / 80.0 ± 0.0 (n=2)" in tce_row
@@ -48,8 +49,13 @@ def test_markdown_table_cells(sweep_dir):
     assert "| ce | 30.0 ± 0.0 |" in lines
     # Fall from the highest test accuracy to the final one, every rate:
     # noise 0: 0 and 0; noise 0.4: 0.90 -> 0.40 and 0.95 -> 0.60.
-    assert "| ce | 0.0 ± 0.0 | 42.5 ± 10.6 |" in lines
+    assert "| ce | 0.0 ± 0.0 | 42.5 ± 95.3 |" in lines
     assert "| tce-alpha0.01 | 0.0 ± 0.0 | 0.0 ± 0.0 |" in lines
+
+
+def test_one_seed_shows_the_value_alone():
+    assert report_tables.percent_cell([0.812, None]) == "81.2"
+    assert report_tables.percent_cell([None]) == "–"
 
 
 def test_runs_not_finished_are_listed_by_state_not_averaged(sweep_dir):
@@ -85,7 +91,7 @@ def test_runs_not_finished_are_listed_by_state_not_averaged(sweep_dir):
         run_files.MISSING,  # prepared, never started
         run_files.MISSING,  # no directory
     ]
-    tables = report_tables.markdown_tables(rows)
+    tables = report_markdown.results_markdown(rows)
     assert "| gce-q0.7 |" not in tables
     assert "2 failed, 2 missing, 1 running run(s)" in tables
 
@@ -99,9 +105,9 @@ def test_tables_need_no_matplotlib(sweep_dir):
         "        if name.split('.')[0] == 'matplotlib':\n"
         "            raise ImportError('matplotlib is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from tce_jax import report_tables\n"
+        "from tce_jax import report_markdown, report_tables\n"
         f"rows = report_tables.collect({str(sweep_dir)!r})\n"
-        "print(report_tables.markdown_tables(rows).splitlines()[0])\n"
+        "print(report_markdown.results_markdown(rows).splitlines()[0])\n"
         "assert 'matplotlib' not in sys.modules\n"
     )
     result = subprocess.run(
@@ -158,14 +164,15 @@ def test_tce_alpha_is_chosen_on_noisy_validation_never_on_test(tmp_path):
         (1, 0.1),
         (2, 0.1),
     ]
-    lines = report_tables.markdown_tables(rows).splitlines()
+    lines = report_markdown.results_markdown(rows).splitlines()
     row = next(
         line for line in lines if line.startswith(f"| {report_tables.CHOSEN_ALPHA_ROW}")
     )
-    # Final 0.66, 0.68, 0.60: 64.7 ± 4.2; selected 0.70, 0.64, 0.58: 64.0 ± 6.0.
+    # Final 0.66, 0.68, 0.60 (sd 4.16 points, t(0.975, 2) = 4.303: ± 10.3);
+    # selected 0.70, 0.64, 0.58 (sd 6.0: ± 14.9).
     assert row == (
         f"| {report_tables.CHOSEN_ALPHA_ROW} | "
-        "64.7 ± 4.2 / 64.0 ± 6.0 (n=3; alpha 0.1 x2, 0.3 x1) |"
+        "64.7 ± 10.3 / 64.0 ± 14.9 (n=3; alpha 0.1 x2, 0.3 x1) |"
     )
     # It sits right below the TCE rows.
     table = [line for line in lines if line.startswith("| ")][:5]
@@ -180,7 +187,7 @@ def test_tce_alpha_is_chosen_on_noisy_validation_never_on_test(tmp_path):
 
 def test_no_chosen_alpha_row_without_tce_runs(tmp_path):
     write_run(tmp_path, test=[0.5], val=[0.5])
-    assert report_tables.CHOSEN_ALPHA_ROW not in report_tables.markdown_tables(
+    assert report_tables.CHOSEN_ALPHA_ROW not in report_markdown.results_markdown(
         report_tables.collect(tmp_path)
     )
 

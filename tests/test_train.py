@@ -464,27 +464,32 @@ class _Stopped(Exception):
     pass
 
 
+def _stopped_and_resumed(config, workdir, monkeypatch, stop_epoch):
+    """Launches ``config`` into ``workdir``, stops it as ``stop_epoch`` begins
+    (after the previous epoch's checkpoint), then relaunches it to the end."""
+    run_epoch = train._run_epoch
+
+    def stop(epoch, *args, **kwargs):
+        if epoch == stop_epoch:
+            raise _Stopped
+        return run_epoch(epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_run_epoch", stop)
+    with pytest.raises(_Stopped):
+        train.train_and_evaluate(config, workdir)
+    monkeypatch.setattr(train, "_run_epoch", run_epoch)
+    train.train_and_evaluate(config, workdir)
+
+
 @pytest.mark.slow
 def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrupted_one(
     tmp_path, monkeypatch
 ):
-    # The same config both times (the rule's window depends on num_epochs): the
-    # first launch is stopped as epoch 3 begins, after epoch 2's checkpoint.
+    # The same config both times (the rule's window depends on num_epochs).
     config = tiny_config(**{"loss.alpha_rule": "auto", "num_epochs": 4})
     uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
     train.train_and_evaluate(config, uninterrupted)
-    run_epoch = train._run_epoch
-
-    def stop_at_epoch_3(epoch, *args, **kwargs):
-        if epoch == 3:
-            raise _Stopped
-        return run_epoch(epoch, *args, **kwargs)
-
-    monkeypatch.setattr(train, "_run_epoch", stop_at_epoch_3)
-    with pytest.raises(_Stopped):
-        train.train_and_evaluate(config, resumed)
-    monkeypatch.setattr(train, "_run_epoch", run_epoch)
-    train.train_and_evaluate(config, resumed)
+    _stopped_and_resumed(config, resumed, monkeypatch, stop_epoch=3)
     history = without_timing(read_history(uninterrupted))
     assert without_timing(read_history(resumed)) == history
 
@@ -495,6 +500,29 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
     expected = min(max(reading, 0.1), alpha_rules.DEFAULT_MAX_ALPHA)
     np.testing.assert_allclose(alphas, [0.1, 0.1, expected, expected], rtol=1e-6)
     assert expected != pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_a_validation_rule_resumes_with_its_memory(tmp_path, monkeypatch):
+    """val_track moves alpha at every new best of noisy-val accuracy, to the
+    median of the last three readings: a resumed run must restore those
+    readings and the best so far, not only alpha."""
+    config = tiny_config(**{"loss.alpha_rule": "val_track", "num_epochs": 4})
+    uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
+    train.train_and_evaluate(config, uninterrupted)
+    _stopped_and_resumed(config, resumed, monkeypatch, stop_epoch=3)
+    history = without_timing(read_history(uninterrupted))
+    assert without_timing(read_history(resumed)) == history
+
+    # Replaying the rule on the recorded readings gives the recorded alphas.
+    state = alpha_rules.init("val_track", num_classes=10)
+    for record in history:
+        assert record["alpha"] == pytest.approx(float(state.alpha), rel=1e-6)
+        reading = alpha_rules.Reading(
+            record["epoch"], record["contradicted_fraction"], record["val_accuracy"]
+        )
+        state = alpha_rules.update(state, reading)
+    assert history[1]["alpha"] != pytest.approx(0.1)
 
 
 @pytest.mark.slow
