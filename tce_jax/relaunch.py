@@ -121,6 +121,7 @@ def differences(
 def _why_num_epochs_cannot_change(
     now: Mapping[str, Any], *, fixed_alpha: bool, epochs_done: int
 ) -> str | None:
+    """Why this launch's num_epochs cannot continue the run, or None if it can."""
     if now["schedule.name"] == "cosine":
         return "the cosine schedule's every step depends on it"
     if not fixed_alpha:
