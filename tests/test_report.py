@@ -290,7 +290,7 @@ def test_report_names_the_platforms_of_accelerator_runs_and_cpu_fallbacks(
 
     record([cpu] * len(finished))
     out = report.write_report(sweep_dir)
-    tables = report_tables.markdown_tables(report_tables.collect(sweep_dir))
+    tables = report_markdown.results_markdown(report_tables.collect(sweep_dir), None)
     title = report.results_title(sweep_dir)
     assert (out / "results.md").read_text() == f"{title}\n\n{tables}"
 
