@@ -386,9 +386,10 @@ REAL_DATA_OVERRIDES = (
 
 
 def _start_on_real_data(workdir, data_dir, cache_dir, *, process_id, port, flags=()):
-    """launch.py as a user runs it, process `process_id` of a 2-process job."""
+    """launch.py as a user runs it, process `process_id` of a 2-process job; its
+    stdout (where tfds says it builds a dataset) and stderr go to one log."""
     log = pathlib.Path(f"{workdir}.process{process_id}.log")
-    with open(log, "a") as stderr:
+    with open(log, "a") as output:
         process = _popen(
             [
                 sys.executable,
@@ -404,8 +405,8 @@ def _start_on_real_data(workdir, data_dir, cache_dir, *, process_id, port, flags
             ],
             cwd=ROOT,
             env=_environment(cache_dir, 1),
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
+            stdout=output,
+            stderr=output,
         )
     process.log = log
     return process
@@ -431,9 +432,10 @@ def test_two_processes_on_a_fresh_data_dir_prepare_it_once_and_train(
         )
         for i in (0, 1)
     ]
-    errors = _finish(processes)
-    # One prepared it; the other waited for the data dir's lock, then reused it.
-    assert sum("Waiting for another process that prepares" in e for e in errors) == 1
+    logs = _finish(processes)
+    # One built it; the other waited for the data dir's lock, then reused it.
+    assert sum(log.count("Downloading and preparing dataset") for log in logs) == 1
+    assert any("Waiting for another process that prepares" in log for log in logs)
     assert sorted(p.name for p in (data_dir / "fashion_mnist_debian").iterdir()) == [
         "1.0.0"
     ]
