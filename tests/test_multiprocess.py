@@ -444,7 +444,7 @@ def test_two_processes_on_a_fresh_data_dir_prepare_it_once_and_train(
 
 
 def test_a_coordinator_killed_while_preparing_the_data_leaves_the_peer_one_line(
-    compilation_cache, tmp_path
+    compilation_cache, tmp_path, lock_holder
 ):
     if not fashion_mnist_debian.is_available():
         pytest.skip("Debian's Fashion-MNIST files are not installed")
@@ -457,24 +457,33 @@ def test_a_coordinator_killed_while_preparing_the_data_leaves_the_peer_one_line(
         port=port,
         flags=("--initialization_timeout_seconds=5",),
     )
-    coordinator = start(process_id=0)
+    # Both processes queue for the data dir's lock, which another process
+    # holds, so neither can have prepared the data before the kill.
+    data_dir.mkdir()
+    holder = lock_holder(data_dir / ".fashion_mnist.prepare.lock")
+    processes = [start(process_id=i) for i in (0, 1)]
+    for process in processes:
+        _wait_while_running(
+            process,
+            lambda p=process: (
+                "Waiting for another process that prepares" in p.log.read_text()
+            ),
+            "each process to wait for the data dir's lock",
+        )
+    coordinator, peer = processes
+    holder.kill()
     building = data_dir / "fashion_mnist_debian"
     _wait_while_running(
-        coordinator,
-        lambda: any(path.name.startswith("incomplete") for path in building.glob("*")),
-        "the coordinator to build the dataset",
-    )
-    peer = start(process_id=1)
-    _wait_while_running(
         peer,
-        lambda: "Waiting for another process that prepares" in peer.log.read_text(),
-        "the peer to wait for the data dir's lock",
+        lambda: any(path.name.startswith("incomplete") for path in building.glob("*")),
+        "one of them to build the dataset",
     )
-    assert coordinator.poll() is None, "the coordinator prepared it too fast"
-    coordinator.send_signal(signal.SIGKILL)  # Its supervised child dies with it.
+    # Killed while it builds the dataset or while it waits for the other to:
+    # either way before joining. Its supervised child dies with it.
+    coordinator.send_signal(signal.SIGKILL)
     stderr = _wait(peer)
     _wait(coordinator)
-    # The peer took over the data dir's lock and prepared the dataset, then
+    # The peer prepared the dataset (or took over from the coordinator), then
     # found no coordinator to join: JAX's runtime aborted it, and its
     # supervisor said so in one line.
     assert (data_dir / "fashion_mnist_debian" / "1.0.0").is_dir()

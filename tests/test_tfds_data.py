@@ -1,8 +1,6 @@
 """tfds loading: a dataset that is not there says how to get it; one is
 prepared once per data dir, however many processes ask at once."""
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -90,32 +88,16 @@ def test_those_that_waited_for_a_failed_preparation_fail_at_once(tmp_path, monke
 
 
 @pytest.mark.slow
-def test_a_preparer_that_dies_leaves_the_lock_to_the_next(tmp_path, monkeypatch):
+def test_a_preparer_that_dies_leaves_the_lock_to_the_next(
+    tmp_path, monkeypatch, lock_holder
+):
     download = _FakeDownload(tmp_path / "mnist_marker")
     download.install(monkeypatch)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, sys, time\n"
-            "lock = open(sys.argv[1], 'a')\n"
-            "fcntl.flock(lock, fcntl.LOCK_EX)\n"
-            "print('holding', flush=True)\n"
-            "time.sleep(120)\n",
-            str(tmp_path / ".mnist.prepare.lock"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline() == "holding\n"
-        waiter = threading.Thread(target=_prepare_in_threads, args=(tmp_path, 1))
-        waiter.start()
-        time.sleep(0.5)
-        assert download.builds == 0, "prepared while the lock was held"
-        holder.kill()  # Killed mid-preparation: it recorded no failure.
-        waiter.join(timeout=30)
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(tmp_path / ".mnist.prepare.lock")
+    waiter = threading.Thread(target=_prepare_in_threads, args=(tmp_path, 1))
+    waiter.start()
+    time.sleep(0.5)
+    assert download.builds == 0, "prepared while the lock was held"
+    holder.kill()  # Killed mid-preparation: it recorded no failure.
+    waiter.join(timeout=30)
     assert not waiter.is_alive() and download.builds == 1
