@@ -6,13 +6,22 @@ r"""Trains one classifier under label noise: flags in, train.train_and_evaluate 
 
 Any config field can be overridden with ``--config.<path>=<value>``; the whole
 config is checked first. Relaunching with the same ``--workdir`` resumes from
-the latest checkpoint. Exit status: 2 for an invalid config (one line naming
-the field and what is allowed), 1 for a NaN/inf loss (the last good checkpoint
-is kept), 3 when another process of a ``--multihost`` job failed. With
-``--multihost`` every process runs the same command with a ``--workdir`` they
-all see and joins the job through ``jax.distributed.initialize()`` before any
-other JAX call (processes read from SLURM, Open MPI or Cloud TPU, else from
-``--coordinator_address``, ``--num_processes`` and ``--process_id``).
+the latest checkpoint, if the config would train the same model (else the
+relaunch is refused; ``--start_over`` moves the old run aside). The dataset is
+prepared first, once per data dir (``tfds_data.prepare``). Exit status: 2 for
+an invalid config or flag (one line naming the field and what is allowed), 1
+for a NaN/inf loss (the last good checkpoint is kept), 3 when the
+multi-process job broke (another process failed or was lost), 4 when the
+dataset could not be prepared (the line says how to get it), 5 when a
+checkpoint could not be read (every checkpoint is kept).
+
+With ``--multihost`` every process runs the same command with a ``--workdir``
+they all see, prepares the dataset, then joins the job through
+``jax.distributed.initialize()`` before any other JAX call (processes read
+from SLURM, Open MPI or Cloud TPU, else from ``--coordinator_address``,
+``--num_processes`` and ``--process_id``); the work runs in a child process
+under ``job_supervisor``, so that a process JAX's runtime aborts still ends
+with one line and status 3.
 
 Configs, the run folder and resuming: docs/training.md; multi-process runs and
 SLURM: docs/accelerators.md.
@@ -39,10 +48,11 @@ os.environ["XLA_FLAGS"] = " ".join(
 )
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tce_jax import config_validation, train
+from tce_jax import compilation_cache, config_validation, job_supervisor, relaunch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file in configs/.", lock_config=True
@@ -83,17 +93,41 @@ _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
     "lost) stops the whole job instead of leaving the others waiting.",
     lower_bound=1,
 )
+_INITIALIZATION_TIMEOUT = flags.DEFINE_integer(
+    "initialization_timeout_seconds",
+    300,
+    "With --multihost: how long the processes wait for each other to join the "
+    "job (each prepares its dataset first); after that the job stops.",
+    lower_bound=1,
+)
+_START_OVER = flags.DEFINE_bool(
+    "start_over",
+    False,
+    "Move a run already in --workdir aside, whole, to <workdir>.replaced-<time>, "
+    "and train afresh. Without it a relaunch continues the run in --workdir, or "
+    "is refused if its config would train another model.",
+)
+_COMPILATION_CACHE_DIR = flags.DEFINE_string(
+    "compilation_cache_dir",
+    None,
+    "JAX's persistent compilation cache. Default: $JAX_COMPILATION_CACHE_DIR if "
+    f"set, else {compilation_cache.DEFAULT_DIR} on GPU and TPU and none on the CPU; "
+    "empty: off.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXIT_INVALID_CONFIG = 2
 EXIT_NON_FINITE_LOSS = 1
 EXIT_JOB_BROKEN = 3
+EXIT_NO_DATA = 4
+EXIT_CHECKPOINT_UNREADABLE = 5
 # Flags that only mean something with --multihost.
 _DISTRIBUTED_FLAGS = (
     _COORDINATOR_ADDRESS,
     _NUM_PROCESSES,
     _PROCESS_ID,
     _HEARTBEAT_TIMEOUT,
+    _INITIALIZATION_TIMEOUT,
 )
 
 
@@ -119,6 +153,7 @@ def _initialize_distributed() -> None:
         coordinator_address=_COORDINATOR_ADDRESS.value,
         num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value,
+        initialization_timeout=_INITIALIZATION_TIMEOUT.value,
         heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value,
     )
 
@@ -179,6 +214,18 @@ def _stop_job(error: Exception) -> NoReturn:
     os._exit(EXIT_JOB_BROKEN)
 
 
+def _report_abort() -> int:
+    """The supervised child was aborted by JAX's runtime (job_supervisor)."""
+    return _fail(
+        "stopped: JAX ended this process of the job (its message is above): the "
+        "job's coordination service failed, because process 0 (the coordinator) "
+        "died or could not be reached, or another process was lost (killed, "
+        "preempted, node lost). Relaunch every process with the same command: the "
+        "run resumes from its last checkpoint",
+        EXIT_JOB_BROKEN,
+    )
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -190,16 +237,6 @@ def main(argv: list[str]) -> int:
                     f"--{flag.name}: only allowed with --multihost",
                     EXIT_INVALID_CONFIG,
                 )
-    else:
-        try:
-            _initialize_distributed()
-        except ValueError as error:
-            return _fail(
-                f"--multihost: cannot join the job: {str(error).rstrip('.')}. Outside "
-                "SLURM, Open MPI and Cloud TPU, pass --coordinator_address, "
-                "--num_processes and --process_id",
-                EXIT_INVALID_CONFIG,
-            )
     try:
         config = config_validation.config_from_flag(_CONFIG)
     except config_validation.ConfigError as error:
@@ -211,13 +248,53 @@ def main(argv: list[str]) -> int:
             EXIT_INVALID_CONFIG,
         )
     try:
+        # Everything but the device count, known once the job is joined (train
+        # checks it), and the run already in the workdir: before any work.
+        config_validation.validate(config, num_devices=1)
+        if not _START_OVER.value:
+            relaunch.check(config, _WORKDIR.value)
+    except config_validation.ConfigError as error:
+        return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
+    if _MULTIHOST.value and not job_supervisor.is_child():
+        return job_supervisor.supervise(on_abort=_report_abort)
+    if job_supervisor.is_child():
+        job_supervisor.die_with_supervisor()
+    return _run(config)
+
+
+def _run(config: ml_collections.ConfigDict) -> int:
+    """Prepares the dataset, joins the job (--multihost) and trains."""
+    # TensorFlow comes with these; the supervising parent needs none of it.
+    from tce_jax import checkpointing, input_pipeline, train
+
+    try:
+        # Before joining: a process waiting for the data dir's lock, or failing
+        # to get the data, is no process of a job yet, which JAX would abort
+        # when another one fails.
+        input_pipeline.prepare(config.data.dataset, config.data.data_dir)
+    except RuntimeError as error:  # Says how to get the data.
+        return _fail(f"stopped: {error}", EXIT_NO_DATA)
+    if _MULTIHOST.value:
+        try:
+            _initialize_distributed()
+        except ValueError as error:
+            return _fail(
+                f"--multihost: cannot join the job: {str(error).rstrip('.')}. Outside "
+                "SLURM, Open MPI and Cloud TPU, pass --coordinator_address, "
+                "--num_processes and --process_id",
+                EXIT_INVALID_CONFIG,
+            )
+    compilation_cache.configure(_COMPILATION_CACHE_DIR.value)
+    try:
         # Validates the config first (config_validation.validate), once, and
         # logs the JAX version and devices after that.
-        train.train_and_evaluate(config, _WORKDIR.value)
+        train.train_and_evaluate(config, _WORKDIR.value, start_over=_START_OVER.value)
     except config_validation.ConfigError as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
     except train.NonFiniteLossError as error:
         return _fail(f"stopped: {error}", EXIT_NON_FINITE_LOSS)
+    except checkpointing.RestoreError as error:  # Every process of a job agrees.
+        return _fail(f"stopped: {error}", EXIT_CHECKPOINT_UNREADABLE)
     except Exception as error:
         if jax.process_count() == 1:
             raise

@@ -1,8 +1,9 @@
 r"""Runs a grid of training runs, here or on a SLURM cluster, then writes its report.
 
     python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo
-    python3 sweep.py --config=configs/sweeps/demo.py --workdir=runs/demo \
-        --executor=slurm --slurm_partition=gpu --slurm_time_min=120
+    python3 sweep.py --config=configs/sweeps/cifar10_noise.py \
+        --workdir=/shared/runs/cifar10_noise --executor=slurm \
+        --slurm_partition=gpu --slurm_time_min=240
     python3 sweep.py --workdir=runs/demo --status
 
 Started again with the same --workdir, a sweep skips finished runs, resumes
@@ -14,11 +15,17 @@ submitit job array, returns once submitted; --wait waits and reports) and
 with `compare_with` ends by comparing its runs with those committed results
 (`tce_jax.compare`).
 
+On a partition with GPUs each run asks for one GPU and 4 CPUs unless the
+--slurm_* flags say otherwise. Exit status: 0 when every run finished (or
+was submitted), 1 when a run failed, 2 for bad input (one line naming the
+flag), 4 when a dataset could not be prepared (no run was started).
+
 Sweeps, sweep configs and reports: docs/results.md; GPUs and the --slurm_*
 flags: docs/accelerators.md.
 """
 
 import os
+import pathlib
 import shlex
 import sys
 
@@ -32,6 +39,7 @@ from tce_jax import (
     local_executor,
     report,
     slurm,
+    sweep_plan,
     sweep_status,
 )
 
@@ -83,15 +91,26 @@ _SLURM_TIME_MIN = flags.DEFINE_integer(
     "submitit_local); a run that needs longer is requeued and resumes.",
 )
 _SLURM_CPUS = flags.DEFINE_integer(
-    "slurm_cpus_per_task", None, "CPUs of each run (default 1)."
+    "slurm_cpus_per_task",
+    None,
+    f"CPUs of each run (default: {slurm.CPUS_PER_GPU} per GPU, else 1).",
 )
 _SLURM_GPUS = flags.DEFINE_integer(
-    "slurm_gpus_per_task", None, "GPUs of each run (default 0)."
+    "slurm_gpus_per_task",
+    None,
+    "GPUs of each run (default: 1 on a partition with GPUs, else 0; 0 on a GPU "
+    "partition: CPUs only, on purpose).",
 )
 _SLURM_PARALLELISM = flags.DEFINE_integer(
     "slurm_array_parallelism",
     None,
     "Runs of the job array running at once (default: SLURM's limit).",
+)
+_SLURM_ALLOW_LOCAL_PATHS = flags.DEFINE_bool(
+    "slurm_allow_local_paths",
+    False,
+    "slurm: submit even though the checkout, the Python environment, a data dir "
+    "or the sweep dir is node-local (under /tmp...): for a cluster of one machine.",
 )
 _SLURM_PARAMETER = flags.DEFINE_multi_string(
     "slurm_parameter",
@@ -101,6 +120,7 @@ _SLURM_PARAMETER = flags.DEFINE_multi_string(
 )
 
 EXIT_USAGE = 2
+EXIT_NO_DATA = 4
 
 
 class _UsageError(Exception):
@@ -162,6 +182,10 @@ def _check_flags() -> None:
         raise _UsageError(
             "--runs_per_gpu: not allowed with --all_gpus_per_run (one run on every GPU)"
         )
+    if _SLURM_ALLOW_LOCAL_PATHS.present and _EXECUTOR.value != "slurm":
+        raise _UsageError(
+            "--slurm_allow_local_paths: only allowed with --executor=slurm"
+        )
     if _WAIT.present and not submits:
         raise _UsageError(
             "--wait: only allowed with --executor=slurm or submitit_local"
@@ -177,7 +201,8 @@ def _print_status() -> int:
         raise _UsageError(
             f"--workdir={_WORKDIR.value}: not a sweep dir (it has no sweep.json)"
         ) from None
-    print(f"sweep {_WORKDIR.value}: {sweep_status.format_status(states)}")
+    environments = sweep_status.run_environments(_WORKDIR.value, states)
+    print(f"sweep {_WORKDIR.value}: {sweep_status.format_status(states, environments)}")
     return 0
 
 
@@ -196,15 +221,17 @@ def _run(config) -> int:
             resources = slurm.resources_from(
                 config.get("slurm"), _slurm_flag_settings(), cluster=cluster
             )
-        except slurm.ResourceError as error:
+            print(resources.describe(), flush=True)
+            outcome = slurm.submit_sweep(
+                config,
+                _WORKDIR.value,
+                cluster=cluster,
+                resources=resources,
+                wait=_WAIT.value,
+                allow_local_paths=_SLURM_ALLOW_LOCAL_PATHS.value,
+            )
+        except (slurm.ResourceError, slurm.SubmissionError) as error:
             raise _UsageError(str(error)) from None
-        outcome = slurm.submit_sweep(
-            config,
-            _WORKDIR.value,
-            cluster=cluster,
-            resources=resources,
-            wait=_WAIT.value,
-        )
         if (outcome.submitted or outcome.busy) and not _WAIT.value:
             # Runs are still to come: the report is for when they are done.
             here = shlex.quote(_WORKDIR.value)
@@ -241,15 +268,23 @@ def main(argv):
                 "sweep directory, created if missing)"
             )
         if _DRY_RUN.value:
+            # Each command as the sweep would run it (from the repository root),
+            # its --workdir in the sweep dir: safe to copy and run by hand.
+            sweep_dir = pathlib.Path(_WORKDIR.value).absolute()
             for run in grid.expand_grid(config):
                 print(run.rel_dir)
-                command = grid.launch_command(config.base_config, run, run.rel_dir)
+                command = grid.launch_command(
+                    config.base_config, run, sweep_dir / run.rel_dir
+                )
                 print("  " + shlex.join(command))
             return 0
         return _run(config)
     except _UsageError as error:
         print(f"sweep.py: {error}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except sweep_plan.DatasetUnavailableError as error:
+        print(f"sweep.py: stopped: {error}", file=sys.stderr, flush=True)
+        return EXIT_NO_DATA
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -5,10 +5,15 @@
     python3 -m benchmarks.accelerator_check --quick         # CPU smoke run: under 1 min
 
 Runs on whatever JAX finds (``jax.devices()``; the batch is sharded over all
-devices) and prints one Markdown table, each row as soon as it is measured, in
-this order:
+devices, each row's batch rounded up to a multiple of the device count, e.g.
+128 -> 132 on 6 GPUs) and prints one Markdown table, each row as soon as it is
+measured, in this order:
 
-* ``cifar10 2 epochs`` (first: the figure a user needs most): two epochs of
+* ``loss`` (first: seconds each): forward + backward of the mean loss at
+  (4096, 1000) and (8192, 32000), float32 logits, CE (optax) against TCE's
+  custom VJP and TCE by plain autodiff (``benchmarks/loss_bench.py``'s
+  ``bench_shape``; median of interleaved rounds).
+* ``cifar10 2 epochs`` (the figure a user needs most): two epochs of
   configs/cifar10.py (ResNet-34, batch 128, float32, train + noisy-val + test
   evaluation after each epoch, checkpoints) on random images of CIFAR-10's
   sizes, through ``train.train_and_evaluate``: the wall time of the whole call
@@ -25,10 +30,9 @@ this order:
   pipeline runs in a background thread during the step). ``compile s`` is the
   first call: tracing, compilation (with GPU autotuning) and one step, or
   loading all that from the compilation cache on a rerun.
-* ``loss``: forward + backward of the mean loss at (4096, 1000) and
-  (8192, 32000), float32 logits, CE (optax) against TCE's custom VJP and TCE by
-  plain autodiff (``benchmarks/loss_bench.py``'s ``bench_shape``; median of
-  interleaved rounds).
+
+A row that fails (out of memory, say) prints its error in its detail cell and
+the check goes on with the next; the exit status is then 1.
 
 Device time is spent only where it tells something:
 
@@ -36,12 +40,15 @@ Device time is spent only where it tells something:
   backend is the CPU: with no usable accelerator (a CPU-only jaxlib, a GPU
   driver JAX cannot use) JAX falls back to the CPU without a word, and the full
   plan would take hours there.
-* ``--budget_s``: a row starts only if the time left covers its estimate, the
-  longest time a finished row of its check and model took (else of its check);
-  the rows it cannot finish are printed as skipped, with the reason. A row
-  whose check has no finished row yet has no estimate and starts whenever time
-  is left: the first row of each check (CIFAR-10, step, loss) can overrun the
-  budget.
+* ``--budget_s``: the seconds the whole check may take, counted from its
+  start (imports and device start-up included). A row starts only if the time
+  left covers its estimate: the longest time a finished row of its check and
+  model took, else of its check, else (no row of its check has finished) the
+  check's allowance, ``FIRST_ROW_SECONDS``; the rows it cannot finish are
+  printed as skipped, with the reason. Only a row that takes longer than its
+  estimate can overrun the budget: with ``--budget_s=420`` the check fits an
+  8-minute loan of one GPU unless the CIFAR-10 row takes more than a minute
+  past its 240-second allowance.
 * JAX's persistent compilation cache (``--compilation_cache_dir``; GPU
   autotuning results are kept with the programs) lets a rerun skip
   compilation.
@@ -52,33 +59,38 @@ bfloat16, TCE), small loss shapes, and the CIFAR-10 config on 1,024 images
 with a quarter-width ResNet-8.
 """
 
-import argparse
-import dataclasses
-import functools
-import itertools
-import json
-import os
-import statistics
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
 
-import jax
+# The budget counts from here, before JAX (and the devices) start.
+STARTED = time.monotonic()
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import functools  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator  # noqa: E402
+
+import jax  # noqa: E402
 
 # The input pipeline and the training loop (which import TensorFlow, seconds of
 # start-up and lines on stderr) are imported where they are used, so that the
 # refusal to run on a CPU backend comes at once and alone.
-from benchmarks import loss_bench, train_bench
-from configs import cifar10
-from tce_jax import losses
+from benchmarks import loss_bench, train_bench  # noqa: E402
+from configs import cifar10  # noqa: E402
+from tce_jax import compilation_cache, losses  # noqa: E402
 
 IMAGE_SHAPE = (32, 32, 3)
 DEFAULT_BUDGET_SECONDS = 900.0
-DEFAULT_CACHE_DIR = os.path.join(
-    os.path.expanduser("~"), ".cache", "tce_jax", "jax_compilation_cache"
-)
+# The estimate of a check's row before any row of that check has finished:
+# about what one takes on a modest GPU (a T4), compilation included.
+FIRST_ROW_SECONDS = {"loss": 20.0, "cifar10 2 epochs": 240.0, "step": 90.0}
 EXIT_NO_ACCELERATOR = 2
+EXIT_ROW_FAILED = 1
 TABLE_HEADER = (
     "| check | model | batch | dtype | loss | step img/s | host img/s "
     "| host/step | detail |\n|---|---|---:|---|---|---:|---:|---:|---|"
@@ -166,10 +178,29 @@ def format_row(cells, step, host, detail):
     return "| " + " | ".join(map(str, (*cells, step, host, ratio, detail))) + " |"
 
 
-def planned_rows(plan: Plan) -> list[PlannedRow]:
-    """The rows of the check in the order they run: CIFAR-10, steps, losses."""
-    config = cifar10_config(plan)
+def sized_batch(batch: int, num_devices: int) -> int:
+    """The smallest multiple of the device count that is at least ``batch``:
+    the global batch is split evenly over the devices."""
+    return -(-batch // num_devices) * num_devices
+
+
+def planned_rows(plan: Plan, num_devices: int) -> list[PlannedRow]:
+    """The rows of the check in the order they run: losses, CIFAR-10, steps.
+
+    Args:
+      plan: ``FULL`` or ``QUICK``.
+      num_devices: the devices the batches are sharded over; every batch is
+        ``sized_batch`` to them.
+    """
     rows = [
+        PlannedRow(
+            ("loss", "-", f"{shape[0]}x{shape[1]}", "float32", "CE vs TCE"),
+            functools.partial(measure_loss, shape, plan),
+        )
+        for shape in plan.loss_shapes
+    ]
+    config = cifar10_config(plan, num_devices)
+    rows.append(
         PlannedRow(
             (
                 "cifar10 2 epochs",
@@ -180,7 +211,7 @@ def planned_rows(plan: Plan) -> list[PlannedRow]:
             ),
             functools.partial(measure_cifar10, config, plan),
         )
-    ]
+    )
     # The host pipeline is measured once per batch size, in its first step row.
     host = functools.cache(
         lambda batch: host_images_per_second(
@@ -188,20 +219,32 @@ def planned_rows(plan: Plan) -> list[PlannedRow]:
         )
     )
     for model, batch, dtype, loss in plan.steps:
+        batch = sized_batch(batch, num_devices)
         rows.append(
             PlannedRow(
                 ("step", _model_name(model, plan.width_multiplier), batch, dtype, loss),
                 functools.partial(measure_step, model, batch, dtype, loss, plan, host),
             )
         )
-    for shape in plan.loss_shapes:
-        rows.append(
-            PlannedRow(
-                ("loss", "-", f"{shape[0]}x{shape[1]}", "float32", "CE vs TCE"),
-                functools.partial(measure_loss, shape, plan),
-            )
-        )
     return rows
+
+
+def batch_sizing_note(plan: Plan, num_devices: int) -> str | None:
+    """One line on the batches rounded up to the device count, or None."""
+    nominal = sorted(
+        {batch for _, batch, _, _ in plan.steps} | {cifar10_config(plan, 1).batch_size}
+    )
+    changed = [
+        f"{batch} -> {sized_batch(batch, num_devices)}"
+        for batch in nominal
+        if sized_batch(batch, num_devices) != batch
+    ]
+    if not changed:
+        return None
+    return (
+        f"batches rounded up to a multiple of the {num_devices} devices: "
+        + ", ".join(changed)
+    )
 
 
 def run_within_budget(
@@ -209,17 +252,25 @@ def run_within_budget(
     budget_seconds: float,
     *,
     clock: Callable[[], float] = time.monotonic,
+    start: float | None = None,
 ) -> Iterator[str]:
     """Measures the rows in order, skipping those the time left cannot cover.
 
     A row's estimate is the longest time a finished row with the same check and
-    model took, else the longest of the same check; a row without one starts
-    whenever time is left.
+    model took, else the longest of the same check, else the check's
+    ``FIRST_ROW_SECONDS``. A row that raises prints its error in its detail
+    cell (prefixed ``error:``) and the next row runs.
+
+    Args:
+      rows: the planned rows.
+      budget_seconds: the time the check may take from ``start``.
+      clock: seconds, monotonic.
+      start: when the budget began (default: now).
 
     Yields:
-      Each row's table line as soon as it is measured or skipped.
+      Each row's table line as soon as it is measured, failed or skipped.
     """
-    start = clock()
+    start = clock() if start is None else start
     took: dict[tuple[str, str], float] = {}
     for row in rows:
         check, model = row.cells[:2]
@@ -227,19 +278,35 @@ def run_within_budget(
         same_model = [t for (c, m), t in took.items() if (c, m) == (check, model)]
         same_check = [t for (c, _), t in took.items() if c == check]
         estimate = max(same_model or same_check, default=None)
+        source = (
+            "the longest of the finished rows of this check and model"
+            if same_model
+            else "the longest of the finished rows of this check"
+            if same_check
+            else "the allowance for a first row of this check"
+        )
+        if estimate is None:
+            estimate = FIRST_ROW_SECONDS.get(check, 0.0)
         if left <= 0:
             reason = f"skipped: --budget_s={budget_seconds:g} used up"
-        elif estimate is not None and estimate > left:
-            like = (
-                "rows of this check and model" if same_model else "rows of this check"
-            )
+        elif estimate > left:
             reason = (
-                f"skipped: needs about {estimate:.0f} s (the longest of the finished "
-                f"{like}), {left:.0f} s of --budget_s={budget_seconds:g} left"
+                f"skipped: needs about {estimate:.0f} s ({source}), {left:.0f} s of "
+                f"--budget_s={budget_seconds:g} left"
             )
         else:
             began = clock()
-            measurement = row.measure()
+            try:
+                measurement = row.measure()
+            except Exception as error:  # The check goes on with the next row.
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                yield format_row(
+                    row.cells,
+                    None,
+                    None,
+                    f"error: {type(error).__name__}: {first_line}",
+                )
+                continue
             took[check, model] = max(took.get((check, model), 0.0), clock() - began)
             yield format_row(row.cells, *measurement)
             continue
@@ -319,12 +386,15 @@ def measure_loss(shape, plan):
     )
 
 
-def cifar10_config(plan):
-    """configs/cifar10.py for two epochs, with the plan's overrides."""
+def cifar10_config(plan, num_devices):
+    """configs/cifar10.py for two epochs, with the plan's overrides and its
+    batch sizes rounded up to the device count."""
     config = cifar10.get_config()
     config.num_epochs = 2
     config.schedule.decay_epochs = ()  # Its decays come at epochs 40 and 80.
     config.update_from_flattened_dict(plan.cifar_overrides)
+    config.batch_size = sized_batch(config.batch_size, num_devices)
+    config.eval_batch_size = sized_batch(config.eval_batch_size, num_devices)
     return config
 
 
@@ -382,11 +452,12 @@ def main(argv=None):
         "--budget_s",
         type=_positive_seconds,
         default=DEFAULT_BUDGET_SECONDS,
-        help="start no row that the seconds left cannot cover (default: %(default)g)",
+        help="seconds the whole check may take, start-up included: start no row "
+        "that the seconds left cannot cover (default: %(default)g)",
     )
     parser.add_argument(
         "--compilation_cache_dir",
-        default=jax.config.jax_compilation_cache_dir or DEFAULT_CACHE_DIR,
+        default=jax.config.jax_compilation_cache_dir or compilation_cache.DEFAULT_DIR,
         help="JAX's persistent compilation cache, so that a rerun skips "
         "compilation; empty: off (default: $JAX_COMPILATION_CACHE_DIR, else "
         "%(default)s)",
@@ -402,10 +473,8 @@ def main(argv=None):
             file=sys.stderr,
         )
         return EXIT_NO_ACCELERATOR
-    if args.compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
+    compilation_cache.configure(args.compilation_cache_dir)
     plan = QUICK if args.quick else FULL
-    start = time.perf_counter()
     devices = jax.devices()
     print(
         f"jax {jax.__version__}, {len(devices)} x {devices[0].device_kind} "
@@ -413,10 +482,18 @@ def main(argv=None):
         + (" -- quick: figures are meaningless" if args.quick else ""),
         flush=True,
     )
+    if note := batch_sizing_note(plan, len(devices)):
+        print(note, flush=True)
     print(TABLE_HEADER, flush=True)
-    for row in run_within_budget(planned_rows(plan), args.budget_s):
+    failed = 0
+    rows = planned_rows(plan, len(devices))
+    for row in run_within_budget(rows, args.budget_s, start=STARTED):
+        failed += "| error: " in row
         print(row, flush=True)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s")
+    print(f"\ntotal {time.monotonic() - STARTED:.0f} s, start-up included")
+    if failed:
+        print(f"{failed} row(s) failed: see their detail", flush=True)
+        return EXIT_ROW_FAILED
     return 0
 
 

@@ -8,7 +8,10 @@ runs go at once as there are GPUs; ``runs_per_gpu=N`` shares each GPU between
 N runs (no preallocation, and a cap of 1/N of the memory each) and
 ``all_gpus_per_run`` gives every run all GPUs, one run at a time. The GPUs are
 counted without starting JAX here (``visible_gpus``), which would claim them.
-The SLURM sibling, for the same plan: ``slurm``.
+On a TPU VM (``visible_tpu_chips``) one run goes at a time, as a second process
+could not open the TPU, unless ``jobs`` says otherwise. A run given a GPU that
+ran on the CPU all the same (JAX could not use the GPU) is reported at once, in
+one line. The SLURM sibling, for the same plan: ``slurm``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import ml_collections
+from jax._src import hardware_utils
 
 from tce_jax import grid, run_files, sweep_plan
 
@@ -92,6 +96,29 @@ def visible_gpus(
             gpus.append(entry)
         return gpus
     return list_gpus()
+
+
+def _jax_tpu_chips() -> int:
+    """TPU chips on this machine's PCI bus, by JAX's own list of TPU devices
+    (read from /sys, without starting a backend)."""
+    return hardware_utils.num_available_tpu_chips_and_device_id()[0]
+
+
+def visible_tpu_chips(
+    env: Mapping[str, str] | None = None,
+    count_chips: Callable[[], int] = _jax_tpu_chips,
+) -> int:
+    """The TPU chips runs would use: none when JAX_PLATFORMS names no TPU.
+
+    Args:
+      env: the environment to read (default: this process's).
+      count_chips: counts the machine's TPU chips (tests pass fakes).
+    """
+    env = os.environ if env is None else env
+    platforms = env.get("JAX_PLATFORMS", "")
+    if platforms and "tpu" not in platforms.lower().split(","):
+        return 0
+    return count_chips()
 
 
 def gpu_envs(
@@ -234,12 +261,23 @@ class SweepProgress:
         )
 
 
-def _slots_text(slots: Sequence[sweep_plan.Slot]) -> str:
+def _slots_text(slots: Sequence[sweep_plan.Slot], *, tpu_chips: int) -> str:
     devices = [slot.env.get("CUDA_VISIBLE_DEVICES") for slot in slots]
     if devices[0] is None:
-        return f"{len(slots)} at a time"
+        on_tpu = f", on the TPU ({tpu_chips} chip(s))" if tpu_chips else ""
+        return f"{len(slots)} at a time{on_tpu}"
     shared = " (sharing GPUs)" if len(set(devices)) < len(devices) else ""
     return f"{len(slots)} at a time, on GPUs {', '.join(devices)}{shared}"
+
+
+def cpu_fallback_line(rel_dir: str, gpus: str) -> str:
+    """The line for a run that was given GPUs and ran on the CPU."""
+    return (
+        f"{rel_dir} runs on the CPU although it was given GPU {gpus}: JAX cannot "
+        "use the GPUs (a CPU-only jaxlib, or a driver problem: see its log.txt); "
+        "install JAX for CUDA (docs/accelerators.md), or stop the sweep: its "
+        "other runs are likely to do the same"
+    )
 
 
 def run_sweep(
@@ -248,6 +286,7 @@ def run_sweep(
     *,
     jobs: int | None = None,
     gpus: Sequence[str] | None = None,
+    tpu_chips: int | None = None,
     runs_per_gpu: int = 1,
     all_gpus_per_run: bool = False,
     runner: sweep_plan.Runner | None = None,
@@ -260,8 +299,11 @@ def run_sweep(
     Args:
       sweep_config: see ``grid``.
       sweep_dir: root of the run dirs; sweep.json there records the grid.
-      jobs: runs at once; None uses sweep_config.jobs; 0: see ``plan_slots``.
+      jobs: runs at once; None uses sweep_config.jobs (on a TPU VM: 1); 0: see
+        ``plan_slots``.
       gpus: the GPUs to use (default ``visible_gpus()``; tests pass fakes).
+      tpu_chips: the TPU chips of this machine (default ``visible_tpu_chips()``;
+        tests pass fakes).
       runs_per_gpu, all_gpus_per_run: see ``gpu_envs``.
       runner: trains one run (default: launch.py subprocesses); tests pass fakes.
       preparer: prepares each dataset of the unfinished runs first.
@@ -274,13 +316,16 @@ def run_sweep(
     """
     plan = sweep_plan.plan_sweep(sweep_config, sweep_dir, preparer=preparer, log=log)
     sweep_dir, outcome = plan.sweep_dir, plan.outcome
+    gpus = visible_gpus() if gpus is None else gpus
+    tpu_chips = 0 if gpus else visible_tpu_chips() if tpu_chips is None else tpu_chips
     if jobs is None:
-        jobs = sweep_config.get("jobs", 0)
+        # The runs of a TPU VM would compete for its one TPU.
+        jobs = 1 if tpu_chips else sweep_config.get("jobs", 0)
     slots = plan_slots(
         jobs,
         len(plan.runs),
         cpus=sweep_plan.available_cpus(),
-        gpus=visible_gpus() if gpus is None else gpus,
+        gpus=gpus,
         runs_per_gpu=runs_per_gpu,
         all_gpus_per_run=all_gpus_per_run,
     )
@@ -288,7 +333,7 @@ def run_sweep(
     num_epochs = grid.resolve_config(
         plan.base_config_path, plan.runs[0].overrides
     ).num_epochs
-    log(f"  {_slots_text(slots)}")
+    log(f"  {_slots_text(slots, tpu_chips=tpu_chips)}")
     progress = SweepProgress(
         len(plan.runs),
         len(outcome.skipped) + len(outcome.busy),
@@ -301,14 +346,33 @@ def run_sweep(
     free_slots: queue.SimpleQueue[sweep_plan.Slot] = queue.SimpleQueue()
     for slot in slots:
         free_slots.put(slot)
+    # {rel_dir: its GPUs} of the runs running on GPUs; worker threads write it.
+    gpus_of: dict[str, str] = {}
+    fallback_told = threading.Event()
+
+    def tell_cpu_fallback(rel_dirs: Sequence[str]) -> None:
+        """One line, once, for the first run given GPUs that runs on the CPU."""
+        for rel_dir in rel_dirs:
+            environment = run_files.read_environment(sweep_dir / rel_dir) or {}
+            given = gpus_of.get(rel_dir)
+            if given and environment.get("platform") == "cpu":
+                if not fallback_told.is_set():
+                    fallback_told.set()
+                    log(cpu_fallback_line(rel_dir, given))
+                return
 
     def execute(run: grid.Run) -> tuple[grid.Run, int]:
         run_dir = sweep_dir / run.rel_dir
         slot = free_slots.get()
         try:
+            if given := slot.env.get("CUDA_VISIBLE_DEVICES"):
+                gpus_of[run.rel_dir] = given
             progress.start(run.rel_dir, run_files.epochs_done(run_dir))
-            return run, sweep_plan.run_once(run, run_dir, runner, slot)
+            code = sweep_plan.run_once(run, run_dir, runner, slot)
+            tell_cpu_fallback([run.rel_dir])
+            return run, code
         finally:
+            gpus_of.pop(run.rel_dir, None)
             free_slots.put(slot)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(slots)) as pool:
@@ -329,6 +393,7 @@ def run_sweep(
                     progress.end(run.rel_dir, f"FAILED (exit code {code})")
                     sweep_plan.log_failure(sweep_dir / run.rel_dir, log)
             if not done and progress.running:
+                tell_cpu_fallback(sorted(gpus_of))
                 states = ", ".join(
                     f"{rel_dir} epoch "
                     f"{run_files.epochs_done(sweep_dir / rel_dir)}/{num_epochs}"

@@ -7,7 +7,9 @@ for 60,000 / 10,000 examples and 6,000 / 1,000 per class):
 
 The other datasets (mnist, cifar10, cifar100, svhn_cropped) are downloaded by
 tfds, which needs internet access once; `--data_dir` picks the tfds data
-directory (default: TFDS_DATA_DIR or ~/tensorflow_datasets).
+directory (default: TFDS_DATA_DIR or ~/tensorflow_datasets). Runs at once on
+one data dir prepare it once: the others wait for the first and reuse what it
+built (``tfds_data.prepare``).
 """
 
 import os

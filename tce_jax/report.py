@@ -5,18 +5,19 @@
 
 Reads every run dir under the sweep dir (``run_files``) and writes into
 <sweep_dir>/report: results.csv (one row per run, whatever its state);
-results.md (per dataset and noise kind, test accuracy at the final epoch and
-at the epoch of best *noisy-validation* accuracy, mean and 95% interval over
-the finished seeds, never selected on test; the row "TCE, alpha chosen on
-noisy validation" (`choose_tce_alpha_on_validation`: per seed the TCE run
-with the best noisy-validation accuracy, ties to the smaller alpha); each
-loss's seed-paired difference to CE with its 95% interval, per setting and
-over the noisy settings; memorisation, the fall after the test peak and the
-machines); and the plots accuracy_vs_noise_*.png, curves_*.png,
-gradient_weights_*.png and, when several TCE alphas were run,
-accuracy_vs_alpha_*.png. Tables: ``report_tables`` and ``report_markdown``
-(no matplotlib); plots: ``report_plots``. What each table and plot shows:
-docs/results.md, "Reports".
+results.md (when any run used a GPU or TPU, the platforms the runs ran on,
+with a line when some fell back to the CPU; per dataset and noise kind, test
+accuracy at the final epoch and at the epoch of best *noisy-validation*
+accuracy, mean and 95% interval over the finished seeds, never selected on
+test; the row "TCE, alpha chosen on noisy validation"
+(`choose_tce_alpha_on_validation`: per seed the TCE run with the best
+noisy-validation accuracy, ties to the smaller alpha); each loss's
+seed-paired difference to CE with its 95% interval, per setting and over the
+noisy settings; memorisation, the fall after the test peak and the machines);
+and the plots accuracy_vs_noise_*.png, curves_*.png, gradient_weights_*.png
+and, when several TCE alphas were run, accuracy_vs_alpha_*.png. Tables:
+``report_tables`` and ``report_markdown`` (no matplotlib); plots:
+``report_plots``. What each table and plot shows: docs/results.md, "Reports".
 
 With ``--update_readme`` it only rewrites the generated block of
 <sweep_dir>/README.md (``report_markdown.readme_block``), so that a results
@@ -84,11 +85,23 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = report_tables.collect_many(sweep_dir, also)
     _warn_on_summary_mismatch(rows, sweep_dir)
-    _warn_on_mixed_machines(rows, sweep_dir)
+    environments = _finished_environments(rows, sweep_dir)
+    _warn_on_mixed_machines(environments, sweep_dir)
+    recorded = {run: env for run, env in environments.items() if env}
+    platforms = run_environment.platform_lines(recorded)
+    for line in platforms[1:]:  # Runs that fell back to the CPU.
+        logging.warning("%s: %s", sweep_dir, line)
     report_tables.write_csv(rows, out_dir / "results.csv")
     registered = registered_plan(sweep_dir)
     tables = report_markdown.results_markdown(rows, registered)
-    (out_dir / "results.md").write_text(f"{results_title(sweep_dir, also)}\n\n{tables}")
+    where = "".join(f"{line}\n\n" for line in platforms)
+    # A report of CPU runs only stays as it was (the committed ones regenerate
+    # identically); one with GPU or TPU runs names the platforms.
+    on_accelerators = any(env.get("platform") != "cpu" for env in recorded.values())
+    (out_dir / "results.md").write_text(
+        f"{results_title(sweep_dir, also)}\n\n"
+        f"{where if on_accelerators else ''}{tables}"
+    )
     if registered:
         descent = check_preregistration(sweep_dir, rows)
         text = "\n".join([descent.summary(), *descent.problems]) + "\n"
@@ -101,7 +114,7 @@ def write_report(
         + report_plots.plot_accuracy_vs_alpha(rows, out_dir)
         + report_plots.plot_alpha(rows, out_dir)
     )
-    print(tables)
+    print(where + tables)
     print(f"Report in {out_dir}/: results.csv, results.md and {len(plots)} plots:")
     for path in plots:
         print(f"  {path}")
@@ -129,6 +142,18 @@ def check_preregistration(sweep_dir: str | pathlib.Path, rows) -> plan.Descent:
             if row["status"] == FINISHED
         ],
     )
+
+
+def _finished_environments(rows, sweep_dir: pathlib.Path) -> dict[str, dict | None]:
+    """{run: where it ran} of the finished runs (None: runs that predate the
+    record)."""
+    return {
+        row["run"]: run_files.read_summary(sweep_dir / row["run"]).get(
+            run_files.ENVIRONMENT_KEY
+        )
+        for row in rows
+        if row["status"] == FINISHED
+    }
 
 
 def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
@@ -172,19 +197,21 @@ def update_readme(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _warn_on_mixed_machines(rows, sweep_dir: pathlib.Path) -> None:
+def _warn_on_mixed_machines(environments, sweep_dir: pathlib.Path) -> None:
     """Flags a sweep whose finished runs were made on several machine types:
     their numbers differ like seeds', so no table cell compares them digit by
-    digit (runs that predate the record count as one unknown machine)."""
+    digit (runs that predate the record count as one unknown machine).
+
+    Args:
+      environments: ``_finished_environments``.
+      sweep_dir: the sweep dir, named in the warning.
+    """
     runs_by_machine = collections.defaultdict(list)
-    for row in rows:
-        if row["status"] == FINISHED:
-            summary = run_files.read_summary(sweep_dir / row["run"])
-            environment = summary.get(run_files.ENVIRONMENT_KEY)
-            # Derived from the record, not read from it: a signature stored by
-            # older code would split one machine in two.
-            signature = environment and run_environment.machine_signature(environment)
-            runs_by_machine[signature].append(row["run"])
+    for run, environment in environments.items():
+        # Derived from the record, not read from it: a signature stored by
+        # older code would split one machine in two.
+        signature = environment and run_environment.machine_signature(environment)
+        runs_by_machine[signature].append(run)
     if len(runs_by_machine) > 1:
         logging.warning(
             "%s: the runs were made on %d machine types or software stacks (%s); "

@@ -194,6 +194,52 @@ def describe(environment: Mapping[str, Any]) -> str:
     )
 
 
+def platform_text(environment: Mapping[str, Any]) -> str:
+    """The devices a run used, in a few words: ``gpu (1 x NVIDIA A100-SXM4-80GB)``,
+    ``cpu (4 x cpu)``."""
+    return (
+        f"{environment.get('platform')} ({environment.get('device_count')} x "
+        f"{environment.get('device_kind')})"
+    )
+
+
+def platform_lines(environments: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What a sweep's runs ran on: one line counting the runs per platform,
+    and one more when some ran on the CPU while others had an accelerator
+    (JAX falls back to the CPU without a word when it cannot use one).
+
+    Args:
+      environments: {run: its environment record}, for the runs that have one.
+
+    Returns:
+      The lines (none without records).
+    """
+    by_platform: dict[str, list[str]] = {}
+    for run, environment in environments.items():
+        by_platform.setdefault(platform_text(environment), []).append(run)
+    if not by_platform:
+        return []
+    lines = [
+        "platforms: "
+        + ", ".join(
+            f"{len(runs)} run(s) on {platform}"
+            for platform, runs in sorted(by_platform.items())
+        )
+    ]
+    on_cpu = sorted(
+        run
+        for run, environment in environments.items()
+        if environment.get("platform") == "cpu"
+    )
+    if on_cpu and len(on_cpu) < len(environments):
+        lines.append(
+            f"{len(on_cpu)} run(s) ran on the CPU while the others had a GPU or "
+            "TPU: JAX found no accelerator it could use for them (a CPU-only "
+            f"jaxlib, or a driver problem; see their log.txt), e.g. {on_cpu[0]}"
+        )
+    return lines
+
+
 def tensorboard_hparams(environment: Mapping[str, Any]) -> dict[str, Any]:
     """The record as flat scalar hparams (``environment.<field>``) for TensorBoard."""
     flat: dict[str, Any] = {}

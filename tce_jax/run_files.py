@@ -1,12 +1,12 @@
 """The files of a run directory and of a sweep directory: names, writing, reading.
 
 A run directory (``launch.py --workdir``; under a sweep, one directory of the
-grid) holds what training writes (``train``: ``metrics.jsonl``,
-``summary.json``, the prediction files, ``labels.npz`` from the input pipeline,
-TensorBoard events and ``checkpoints/``) and what the sweep writes around it
-(``run.json``, ``config.json``, ``command.sh``, ``log.txt``, ``error.txt``,
-``timing.jsonl``, ``heartbeat``, and on a cluster ``job.json``); the sweep
-directory holds ``sweep.json``.
+grid) holds what training writes (``train``: ``effective_config.json``,
+``metrics.jsonl``, ``summary.json``, the prediction files, ``labels.npz`` from
+the input pipeline, TensorBoard events and ``checkpoints/``) and what the
+sweep writes around it (``run.json``, ``config.json``, ``command.sh``,
+``log.txt``, ``error.txt``, ``timing.jsonl``, ``heartbeat``, and on a cluster
+``job.json``); the sweep directory holds ``sweep.json``.
 Every file name is defined here, once, and so is every reading of them: where
 the runs of a sweep are, what state a run is in and on what evidence, its
 metrics, summary, predictions and CPU time. Files that a reader may see while
@@ -38,6 +38,11 @@ TIMING_METRICS = ("images_per_second", "elapsed_seconds")
 SUMMARY_FILE = "summary.json"
 LABELS_FILE = "labels.npz"
 CHECKPOINT_DIR = "checkpoints"
+# The config the run trains with, every default filled in (tce_jax.relaunch).
+EFFECTIVE_CONFIG_FILE = "effective_config.json"
+# A run moved aside to start over is renamed <run dir> + this + a timestamp
+# (tce_jax.relaunch); it is no run of any sweep.
+REPLACED_RUN_MARK = ".replaced-"
 # Written by the sweep around a run.
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -250,6 +255,16 @@ def read_run_info(run_dir: PathLike) -> dict[str, Any] | None:
     }
 
 
+def read_environment(run_dir: PathLike) -> dict[str, Any] | None:
+    """Where the run ran (``run_environment``): recorded in run.json when its
+    launch starts (under a sweep), in summary.json when it ends; None before
+    either."""
+    for read in (read_run_info, read_summary):
+        if environment := (read(run_dir) or {}).get(ENVIRONMENT_KEY):
+            return environment
+    return None
+
+
 def read_predictions(
     run_dir: PathLike, split: str, *, at_best_val: bool = False
 ) -> dict[str, np.ndarray] | None:
@@ -397,7 +412,8 @@ def find_runs(sweep_dir: PathLike) -> list[str]:
 
     The grid's come from sweep.json (a run never started is among them); the
     others are directories holding run.json or summary.json (runs moved in,
-    or trained by launch.py), sorted by name.
+    or trained by launch.py), sorted by name, except runs moved aside to
+    start over (``REPLACED_RUN_MARK``).
     """
     sweep_dir = pathlib.Path(sweep_dir)
     try:
@@ -409,4 +425,5 @@ def find_runs(sweep_dir: PathLike) -> list[str]:
         for name in (RUN_INFO_FILE, SUMMARY_FILE)
         for path in sweep_dir.rglob(name)
     }
+    found = {rel_dir for rel_dir in found if REPLACED_RUN_MARK not in rel_dir}
     return rel_dirs + sorted(found - set(rel_dirs))

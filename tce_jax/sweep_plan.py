@@ -13,12 +13,12 @@ executors: ``local_executor`` (this machine) and ``slurm`` (a job array).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -35,8 +35,22 @@ from tce_jax.run_files import (
     TIMING_FILE,
 )
 
-# Progress lines must show up at once even when stdout is a file or a pipe.
-print_now = functools.partial(print, flush=True)
+# Worker threads log too: print() writes a line's text and its newline
+# separately, so lines of two threads could run into each other.
+_STDOUT_LOCK = threading.Lock()
+
+
+def print_now(line: str) -> None:
+    """Writes one progress line to stdout whole, and at once even when stdout
+    is a file or a pipe; safe to call from several threads.
+
+    Args:
+      line: the text, without its newline.
+    """
+    with _STDOUT_LOCK:
+        sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
+
 
 # Lines of a failed run's log kept in its error.txt and echoed to the console.
 ERROR_TAIL_LINES = 25
@@ -178,6 +192,13 @@ def log_failure(run_dir: pathlib.Path, log: Callable[[str], None]) -> None:
     log(f"  {run_dir}: {error}")
 
 
+class DatasetUnavailableError(RuntimeError):
+    """A dataset of the sweep could not be prepared; no run was started.
+
+    ``str(error)`` is one line saying which and how to prepare it offline.
+    """
+
+
 @dataclasses.dataclass
 class SweepOutcome:
     """What happened to each run of a sweep (lists of rel_dirs).
@@ -249,6 +270,10 @@ def plan_sweep(
       busy: whether a run dir is being run or queued elsewhere.
       preparer: prepares each dataset of the pending runs.
       log: progress sink.
+
+    Raises:
+      DatasetUnavailableError: a dataset could not be prepared (before any
+        run starts).
     """
     sweep_dir = pathlib.Path(sweep_dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +312,22 @@ def plan_sweep(
         run.dataset: grid.resolve_config(base_config_path, run.overrides).data.data_dir
         for run in pending
     }
-    for dataset, data_dir in data_dirs.items():
-        if preparer(dataset, data_dir) != 0:
-            log(f"preparing {dataset} failed; its runs will fail too")
+    failed = {
+        dataset: data_dir
+        for dataset, data_dir in data_dirs.items()
+        if preparer(dataset, data_dir) != 0
+    }
+    if failed:
+        commands = " and ".join(
+            "python3 -m tce_jax.prepare_data --dataset="
+            + dataset
+            + (f" --data_dir={data_dir}" if data_dir else "")
+            for dataset, data_dir in failed.items()
+        )
+        raise DatasetUnavailableError(
+            f"dataset {', '.join(failed)} could not be prepared (see above), so no "
+            "run was started: each would fail the same way. Prepare it once where "
+            f"there is internet ({commands}), point config.data.data_dir (or "
+            "TFDS_DATA_DIR) at that data dir here, and start the sweep again"
+        )
     return SweepPlan(sweep_dir, base_config_path, runs, pending, outcome)

@@ -8,10 +8,10 @@ the global batch is sharded along it, the state replicated; every process runs
 the same function on its own rows and process 0 writes the files. The optimiser
 is SGD with coupled L2 weight decay on every parameter, as
 ``torch.optim.SGD(weight_decay=...)``. A relaunch resumes from the newest
-checkpoint and, on the same machine type, ends with exactly the metrics of an
-uninterrupted run. The files a run writes (``metrics.jsonl``, ``summary.json``,
-predictions, TensorBoard events, checkpoints) are described in
-docs/training.md.
+checkpoint and, on the same CPU type, ends with exactly the metrics of an
+uninterrupted run (on GPUs, to within their nondeterministic reductions).
+The files a run writes (``metrics.jsonl``, ``summary.json``, predictions,
+TensorBoard events, checkpoints) are described in docs/training.md.
 """
 
 import dataclasses
@@ -34,6 +34,7 @@ from absl import logging
 from clu import metric_writers
 from flax import traverse_util
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -44,6 +45,7 @@ from tce_jax import (
     input_pipeline,
     losses,
     models,
+    relaunch,
     run_environment,
     run_files,
 )
@@ -402,6 +404,7 @@ def summarize(
         "effective_config": config_validation.effective_config(config),
         "git_commit": commit,
         "wall_seconds": wall_seconds,
+        "platform": run_environment.platform_text(environment),
         run_files.ENVIRONMENT_KEY: environment,
     }
     best = select_on_validation(history)
@@ -499,6 +502,7 @@ def train_and_evaluate(
     workdir: str,
     *,
     mesh: jax.sharding.Mesh | None = None,
+    start_over: bool = False,
 ) -> dict[str, Any]:
     """Trains and evaluates one run, resuming from ``workdir`` if it has checkpoints.
 
@@ -506,17 +510,21 @@ def train_and_evaluate(
       config: the run config (``configs/*.py``); validated here.
       workdir: output directory (created if missing).
       mesh: a ('data',) mesh; default: all devices.
+      start_over: move a run already in ``workdir`` aside
+        (``relaunch.move_aside``) and train afresh.
 
     Returns:
       The summary written to ``workdir/summary.json``.
 
     Raises:
-      config_validation.ConfigError: the config is not valid.
+      config_validation.ConfigError: the config is not valid, or would train
+        another model than the run in ``workdir`` (``relaunch.check``).
+      checkpointing.RestoreError: a checkpoint could not be read (all kept).
       NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is
         kept).
     """
     wall_start = time.perf_counter()
-    run, state = _set_up(config, workdir, mesh)
+    run, state = _set_up(config, workdir, mesh, start_over=start_over)
     checkpointer = checkpointing.Checkpointer(
         os.path.join(run.workdir, run_files.CHECKPOINT_DIR),
         keep=config.checkpoint_keep,
@@ -569,21 +577,30 @@ def _set_up(
     config: ml_collections.ConfigDict,
     workdir: str,
     mesh: jax.sharding.Mesh | None,
+    *,
+    start_over: bool,
 ) -> tuple[_Run, TrainState]:
-    """Validates the config, records the environment, builds the data, the
-    model, the initial train state and the jitted steps."""
+    """Validates the config, checks it against the run already in the workdir
+    (``relaunch``), records the environment, builds the data, the model, the
+    initial train state and the jitted steps."""
     # Recorded before training: the code that runs is the code checked out now.
     commit = git_commit()
     workdir = os.path.abspath(workdir)
     if mesh is None:
         mesh = jax.make_mesh((jax.device_count(),), ("data",))
     config_validation.validate(config, num_devices=mesh.size)
+    is_writer = jax.process_index() == 0
+    if start_over:
+        if is_writer:
+            relaunch.move_aside(workdir)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("run moved aside")
+    relaunch.check(config, workdir)
     # Where this launch runs: XLA's numbers depend on it (run_environment).
     environment = run_environment.collect(mesh.devices.flat)
     logging.info("running on %s", run_environment.describe(environment))
-    is_writer = jax.process_index() == 0
     if is_writer:
-        os.makedirs(workdir, exist_ok=True)
+        relaunch.record(config, workdir)
         run_files.record_environment(workdir, environment)
 
     datasets = input_pipeline.create_datasets(config, mesh=mesh, workdir=workdir)

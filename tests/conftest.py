@@ -98,3 +98,39 @@ def fashion_mnist_arrays():
     return {
         split: fashion_mnist_debian.read_split(split) for split in ("train", "test")
     }
+
+
+@pytest.fixture
+def lock_holder():
+    """Starts a process holding ``fcntl.flock`` on a file, as a process that
+    prepares a dataset holds its data dir's lock: ``lock_holder(path)`` returns
+    the process once it holds the lock; killing it releases the lock. Every
+    holder is killed after the test."""
+    import subprocess
+    import sys
+
+    holders = []
+
+    def hold(path):
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, sys, time\n"
+                "lock = open(sys.argv[1], 'a')\n"
+                "fcntl.flock(lock, fcntl.LOCK_EX)\n"
+                "print('holding', flush=True)\n"
+                "time.sleep(600)\n",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline() == "holding\n"
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()

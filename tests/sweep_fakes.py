@@ -114,11 +114,13 @@ def wait_for(condition, what, timeout=60):
         time.sleep(0.05)
 
 
-def sweep_py(*args):
-    """Runs sweep.py from the repository root; returns the completed process."""
+def sweep_py(*args, env=None):
+    """Runs sweep.py from the repository root (in `env`, default this process's
+    environment); returns the completed process."""
     return subprocess.run(
         [sys.executable, "sweep.py", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

@@ -107,3 +107,17 @@ def test_readme_headline_table_quotes_the_generated_results():
             )
             checked += 1
     assert checked >= 10
+
+
+def test_accelerator_docs_keep_cpus_safely_and_run_one_srun_task_per_gpu():
+    text = (REPO / "docs" / "accelerators.md").read_text()
+    # An empty CUDA_VISIBLE_DEVICES is reported to crash JAX with jax[cuda12].
+    assert "JAX_PLATFORMS=cpu" in text
+    assert not re.search(r"set it\s+empty", text)
+    commands = re.findall(r"^ *srun .*?(?<!\\)$", text, flags=re.MULTILINE | re.DOTALL)
+    assert commands
+    for command in commands:
+        gpus = re.search(r"--gres=gpu:(\d+)", command)
+        tasks = re.search(r"--ntasks-per-node=(\d+)", command)
+        # JAX gives task i of a node its GPU i: one task per GPU uses them all.
+        assert gpus and tasks and gpus.group(1) == tasks.group(1), command

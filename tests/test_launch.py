@@ -1,4 +1,6 @@
-"""launch.py as a user runs it: config errors, and kill -9 in the middle + relaunch.
+"""launch.py as a user runs it: config errors, kill -9 in the middle + relaunch,
+a relaunch with another config (refused, or started over), a checkpoint that
+cannot be read.
 
 The subprocesses run launch.py on the synthetic data of tests/tiny_run.py (the
 tfds loading is replaced before launch.main starts) and share a persistent
@@ -8,6 +10,7 @@ launch costs its imports and little else.
 
 import json
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,3 +151,101 @@ def test_kill_9_mid_run_then_relaunch_gives_the_uninterrupted_summary(
     assert tiny_run.without_timing(
         tiny_run.read_history(workdir)
     ) == tiny_run.without_timing(tiny_run.read_history(reference_dir))
+
+
+def _files(directory):
+    """Every file under the directory (but the TensorBoard events, which every
+    launch appends to), with its content."""
+    return {
+        path.relative_to(directory): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "tfevents" not in path.name
+    }
+
+
+def test_a_relaunch_with_another_model_is_refused_and_starting_over_keeps_the_old(
+    compilation_cache, reference_run, tmp_path
+):
+    """The first-contact mistake: a finished run relaunched into its own
+    workdir with another model."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_run[0], workdir)
+    before = _files(workdir)
+    command = [
+        sys.executable,
+        "-c",
+        tiny_run.LAUNCH_ON_FAKE_DATA,
+        *tiny_run.TINY_OVERRIDES,
+        "--config.model.name=resnet20",
+        f"--workdir={workdir}",
+    ]
+    refused = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=_environment(compilation_cache),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    [line] = [x for x in refused.stderr.splitlines() if x.startswith("launch.py:")]
+    assert line.startswith(
+        f"launch.py: invalid config: {workdir} holds a run trained with another "
+        "config: model.name (recorded 'resnet8', now 'resnet20'); "
+    )
+    assert "Traceback" not in refused.stderr
+    assert _files(workdir) == before  # Nothing trained, nothing deleted.
+
+    started_over = subprocess.run(
+        [*command, "--config.num_epochs=1", "--start_over"],
+        cwd=ROOT,
+        env=_environment(compilation_cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert started_over.returncode == 0, started_over.stderr[-3000:]
+    [moved] = tmp_path.glob("run.replaced-*")
+    assert _files(moved) == before
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["config"]["model"]["name"] == "resnet20"
+    assert summary["num_epochs"] == 1
+
+
+def test_a_checkpoint_that_cannot_be_read_stops_with_one_line_and_stays(
+    compilation_cache, reference_run, tmp_path
+):
+    """A run by older code (no record of its config) relaunched with another
+    model: only the restore can tell, and it keeps every checkpoint."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference_run[0], workdir)
+    (workdir / "effective_config.json").unlink()
+    (workdir / "summary.json").unlink()
+    before = _files(workdir / "checkpoints")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            tiny_run.LAUNCH_ON_FAKE_DATA,
+            *tiny_run.TINY_OVERRIDES,
+            "--config.model.name=resnet20",
+            f"--workdir={workdir}",
+        ],
+        cwd=ROOT,
+        env=_environment(compilation_cache),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr[-3000:]
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("launch.py:")]
+    assert line.startswith(
+        "launch.py: stopped: cannot restore the checkpoint of epoch 3 in "
+        f"{workdir}/checkpoints (ValueError: "
+    )
+    assert "no checkpoint was changed" in line
+    assert _files(workdir / "checkpoints") == before
+    assert not (workdir / "checkpoints_damaged").exists()

@@ -215,3 +215,89 @@ def test_each_launch_sees_only_its_gpus(
         if "runs_per_gpu" not in options:
             assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] is None
     assert f"  {slots} at a time, on GPUs" in "\n".join(messages)
+
+
+class _RunnerOn(FakeRunner):
+    """A FakeRunner whose runs record that they ran on `platform`, as launch.py
+    records where it runs when it starts."""
+
+    def __init__(self, platform):
+        super().__init__()
+        self.platform = platform
+
+    def __call__(self, run, run_dir, slot):
+        environment = {"platform": self.platform, "device_count": 1}
+        run_files.record_environment(run_dir, environment | {"device_kind": "cpu"})
+        return super().__call__(run, run_dir, slot)
+
+
+def test_runs_given_a_gpu_that_ran_on_the_cpu_are_told_in_one_line(
+    base_config_path, tmp_path
+):
+    messages = []
+    outcome = local_executor.run_sweep(
+        make_sweep_config(base_config_path, jobs=0),
+        tmp_path,
+        gpus=["0", "1"],
+        runner=_RunnerOn("cpu"),
+        preparer=no_preparation,
+        log=messages.append,
+    )
+    assert outcome.ok
+    told = [m for m in messages if "runs on the CPU although it was given GPU" in m]
+    assert len(told) == 1, messages
+    assert (
+        "JAX cannot use the GPUs (a CPU-only jaxlib, or a driver problem" in (told[0])
+    )
+    # Runs on the GPUs they were given, or on a CPU machine: nothing to tell.
+    for gpus, platform in ((["0"], "gpu"), ([], "cpu")):
+        messages = []
+        local_executor.run_sweep(
+            make_sweep_config(base_config_path, jobs=0),
+            tmp_path / f"{platform}{len(gpus)}",
+            gpus=gpus,
+            tpu_chips=0,
+            runner=_RunnerOn(platform),
+            preparer=no_preparation,
+            log=messages.append,
+        )
+        assert not any("although it was given GPU" in m for m in messages)
+
+
+def test_a_tpu_vm_runs_one_run_at_a_time_unless_told_otherwise(
+    base_config_path, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sweep_plan, "available_cpus", lambda: [0, 1, 2, 3])
+    config = make_sweep_config(base_config_path, jobs=0)  # One per core elsewhere.
+    messages = []
+    runner = FakeRunner()
+    local_executor.run_sweep(
+        config,
+        tmp_path / "default",
+        gpus=[],
+        tpu_chips=4,
+        runner=runner,
+        preparer=no_preparation,
+        log=messages.append,
+    )
+    assert "  1 at a time, on the TPU (4 chip(s))" in messages
+    assert {slot.cores for _, slot, _ in runner.calls} == {(0, 1, 2, 3)}
+    messages = []
+    local_executor.run_sweep(
+        config,
+        tmp_path / "told",
+        jobs=2,
+        gpus=[],
+        tpu_chips=4,
+        runner=FakeRunner(),
+        preparer=no_preparation,
+        log=messages.append,
+    )
+    assert "  2 at a time, on the TPU (4 chip(s))" in messages
+
+
+def test_tpu_chips_are_counted_unless_jax_is_told_to_use_another_platform():
+    assert local_executor.visible_tpu_chips({}, lambda: 4) == 4
+    assert local_executor.visible_tpu_chips({"JAX_PLATFORMS": "cpu"}, lambda: 4) == 0
+    assert local_executor.visible_tpu_chips({"JAX_PLATFORMS": "tpu,cpu"}, lambda: 4)
+    assert local_executor.visible_tpu_chips({}) == 0  # This machine has no TPU.

@@ -270,3 +270,37 @@ def test_report_warns_when_runs_come_from_several_machine_types(sweep_dir, caplo
     assert f"{signature}: 1 run(s), e.g. fashion_mnist/symmetric-0.4/ce/seed1" in (
         caplog.text
     )
+
+
+@pytest.mark.slow
+def test_report_names_the_platforms_of_accelerator_runs_and_cpu_fallbacks(
+    sweep_dir, caplog
+):
+    """A CPU-only report stays title + tables; with GPU runs it says where the
+    runs ran, and a run that fell back to the CPU gets a warning."""
+    cpu = {"platform": "cpu", "device_count": 1, "device_kind": "cpu"}
+    gpu = {"platform": "gpu", "device_count": 1, "device_kind": "NVIDIA A100"}
+    finished = [row["run"] for row in report_tables.collect(sweep_dir)]
+
+    def record(environments):
+        for run, environment in zip(finished, environments, strict=True):
+            summary = run_files.read_summary(sweep_dir / run)
+            summary[run_files.ENVIRONMENT_KEY] = environment
+            run_files.write_summary(sweep_dir / run, summary)
+
+    record([cpu] * len(finished))
+    out = report.write_report(sweep_dir)
+    tables = report_markdown.results_markdown(report_tables.collect(sweep_dir), None)
+    title = report.results_title(sweep_dir)
+    assert (out / "results.md").read_text() == f"{title}\n\n{tables}"
+
+    record([cpu] + [gpu] * (len(finished) - 1))
+    with caplog.at_level("WARNING"):
+        out = report.write_report(sweep_dir)
+    lines = (out / "results.md").read_text().splitlines()
+    assert lines[2] == (
+        f"platforms: 1 run(s) on cpu (1 x cpu), {len(finished) - 1} run(s) on gpu "
+        "(1 x NVIDIA A100)"
+    )
+    assert lines[4].startswith("1 run(s) ran on the CPU while the others had a GPU")
+    assert f"e.g. {finished[0]}" in caplog.text

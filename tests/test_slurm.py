@@ -30,8 +30,13 @@ def test_slurm_resources_come_from_the_sweep_config_then_the_flags():
         {"time_min": 30, "gpus_per_task": 1},
         cluster="slurm",
     )
+    # One GPU brings its CPUs.
     assert resources == slurm.Resources(
-        partition="cpu", time_min=30, gpus_per_task=1, parameters={"qos": "low"}
+        partition="cpu",
+        time_min=30,
+        cpus_per_task=slurm.CPUS_PER_GPU,
+        gpus_per_task=1,
+        parameters={"qos": "low"},
     )
     with pytest.raises(slurm.ResourceError, match=r"^slurm.nodes in the sweep"):
         slurm.resources_from({"nodes": 2}, {}, cluster="slurm")
@@ -39,6 +44,63 @@ def test_slurm_resources_come_from_the_sweep_config_then_the_flags():
         slurm.resources_from({}, {}, cluster="local")
     with pytest.raises(slurm.ResourceError, match=r"^--slurm_cpus_per_task: got 0"):
         slurm.resources_from({"time_min": 1, "cpus_per_task": 0}, {}, cluster="local")
+
+
+def _resources(flags, has_gpus=lambda partition: partition == "gpu"):
+    return slurm.resources_from(
+        None, {"time_min": 60, **flags}, cluster="slurm", has_gpus=has_gpus
+    )
+
+
+def test_a_gpu_partition_gets_a_gpu_and_its_cpus_unless_told_otherwise():
+    gpu = _resources({"partition": "gpu"})
+    assert (gpu.gpus_per_task, gpu.cpus_per_task) == (1, 4)
+    cpu = _resources({"partition": "cpu"})
+    assert (cpu.gpus_per_task, cpu.cpus_per_task) == (0, 1)
+    on_purpose = _resources({"partition": "gpu", "gpus_per_task": 0})
+    assert (on_purpose.gpus_per_task, on_purpose.cpus_per_task) == (0, 1)
+    two = _resources({"partition": "gpu", "gpus_per_task": 2})
+    assert (two.gpus_per_task, two.cpus_per_task) == (2, 8)
+    told = _resources({"partition": "gpu", "cpus_per_task": 16})
+    assert (told.gpus_per_task, told.cpus_per_task) == (1, 16)
+    assert gpu.describe() == (
+        "each run asks for: partition gpu, 1 GPU(s), 4 CPU(s), 60 min"
+    )
+
+
+def test_a_gpu_request_among_the_parameters_counts_once():
+    typed = _resources({"partition": "p", "parameters": {"gres": "gpu:a100:2"}})
+    assert (typed.gpus_per_task, typed.cpus_per_task) == (2, 8)
+    assert _resources({"partition": "p", "parameters": {"gres": "gpu"}}).gpus_per_task
+    assert slurm.requested_gpus({"gpus-per-node": "h100:3"}) == 3
+    assert slurm.requested_gpus({"gres": "nvme:1", "account": "x"}) is None
+    with pytest.raises(slurm.ResourceError, match="ask for the GPUs once"):
+        _resources({"partition": "p", "gpus_per_task": 1, "parameters": {"gpus": "1"}})
+
+
+def _fake_commands(bin_dir, monkeypatch, **scripts):
+    """Shell scripts standing in for SLURM's commands, first on PATH."""
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(
+    ("gres", "partition", "expected"),
+    [
+        ("gpu:a100:8(S:0-1)\n(null)", "accel", True),  # GRES, whatever the name.
+        ("(null)", "gpu_debug", False),
+        ("", "gpu_debug", True),  # No such partition in sinfo: its name.
+    ],
+)
+def test_partition_gpus_come_from_sinfo_else_the_name(
+    tmp_path, monkeypatch, gres, partition, expected
+):
+    _fake_commands(tmp_path, monkeypatch, sinfo=f"printf '{gres}'")
+    assert slurm.partition_has_gpus(partition) is expected
 
 
 # ----------------------------------------------------------------------------
@@ -171,6 +233,7 @@ def test_slurm_job_array_asks_for_the_resources_and_resubmission_skips_live_jobs
             cluster="slurm",
             resources=resources,
             wait=False,
+            allow_local_paths=True,  # The test's sweep dir is under /tmp.
             preparer=no_preparation,
             log=print,
         )
@@ -278,3 +341,101 @@ def test_sweep_py_on_submitit_runs_launch_py_reports_and_skips_finished_runs(
         log=print,
     )
     assert len(outcome.skipped) == 2 and not outcome.submitted
+
+
+def test_the_default_gpu_job_asks_sbatch_for_a_gpu_and_its_cpus(
+    base_config_path, tmp_path, monkeypatch
+):
+    """The sweep.py example: --executor=slurm --slurm_partition=gpu, no GPU flag."""
+    _fake_commands(
+        tmp_path / "bin",
+        monkeypatch,
+        sbatch=f'cat "$1" >> {tmp_path}/sbatch_scripts\necho Submitted batch job 7',
+        sacct="printf 'JobID|State|NodeList\\n'",
+        srun="exit 1",
+        sinfo="printf 'gpu:a100:8'",
+    )
+    resources = slurm.resources_from(
+        None, {"partition": "gpu", "time_min": 120}, cluster="slurm"
+    )
+    slurm.submit_sweep(
+        make_sweep_config(base_config_path, seeds=(0,), noise_rates=(0.4,)),
+        tmp_path / "sweep",
+        cluster="slurm",
+        resources=resources,
+        wait=False,
+        allow_local_paths=True,
+        preparer=no_preparation,
+        log=print,
+    )
+    script = (tmp_path / "sbatch_scripts").read_text().splitlines()
+    assert "#SBATCH --gpus-per-node=1" in script
+    assert "#SBATCH --cpus-per-task=4" in script
+
+
+def test_node_local_paths_are_refused_before_any_work(
+    base_config_path, tmp_path, monkeypatch
+):
+    _fake_commands(tmp_path / "bin", monkeypatch, sbatch="exit 1", srun="exit 1")
+    config = make_sweep_config(base_config_path, seeds=(0,), noise_rates=(0.4,))
+    config.overrides = {**config.overrides, "data": {"data_dir": "/tmp/tfds"}}
+    sweep_dir = tmp_path / "sweep"
+    with pytest.raises(slurm.SubmissionError) as raised:
+        slurm.submit_sweep(
+            config,
+            sweep_dir,
+            cluster="slurm",
+            resources=slurm.Resources(partition="cpu", time_min=10),
+            wait=False,
+            preparer=no_preparation,
+            log=print,
+        )
+    message = str(raised.value)
+    assert message.startswith(
+        "--executor=slurm: node-local paths, which the nodes running the tasks "
+        "would not see: the data dir /tmp/tfds (/tmp/tfds, under /tmp); the sweep "
+        f"dir ({sweep_dir}, under /tmp). "
+    )
+    assert "--slurm_allow_local_paths" in message and "\n" not in message
+    assert not sweep_dir.exists()
+
+
+def test_without_slurm_or_when_sbatch_refuses_one_line(
+    base_config_path, tmp_path, monkeypatch
+):
+    config = make_sweep_config(base_config_path, seeds=(0,), noise_rates=(0.4,))
+
+    def submit():
+        slurm.submit_sweep(
+            config,
+            tmp_path / "sweep",
+            cluster="slurm",
+            resources=slurm.Resources(partition="gpux", time_min=10),
+            wait=False,
+            allow_local_paths=True,
+            preparer=no_preparation,
+            log=print,
+        )
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(slurm.SubmissionError) as raised:
+        submit()
+    assert str(raised.value) == (
+        "--executor=slurm: sbatch and srun not found on this machine, so it cannot "
+        "submit SLURM jobs; run sweep.py on the cluster's login node, or use "
+        "--executor=local"
+    )
+    _fake_commands(
+        tmp_path / "bin",
+        monkeypatch,
+        sbatch="echo 'sbatch: error: invalid partition specified: gpux' >&2; exit 1",
+        srun="exit 1",
+        sacct="exit 1",
+    )
+    with pytest.raises(slurm.SubmissionError) as raised:
+        submit()
+    assert str(raised.value) == (
+        "sbatch refused the job array (sbatch: error: invalid partition specified: "
+        "gpux); no run was submitted: check the --slurm_* flags (partition, time, "
+        "GPUs, account)"
+    )

@@ -1,10 +1,12 @@
-"""Shipped configs: sweeps list valid runs; TCE configs follow alpha = 1/K."""
+"""Shipped configs: sweeps list valid runs; TCE configs follow alpha = 1/K; a
+cell of the accelerator-sized CIFAR-10 sweep trains on the CPU."""
 
 import pathlib
 
 import pytest
+import tensorflow_datasets as tfds
 
-from tce_jax import config_validation, grid, input_pipeline, losses
+from tce_jax import config_validation, grid, input_pipeline, losses, train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_CONFIGS = sorted((REPO_ROOT / "configs" / "sweeps").glob("[!_]*.py"))
@@ -13,6 +15,7 @@ RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
 # that a grid cannot silently grow or shrink.
 EXPECTED_RUNS = {
     "alpha_study": 36,
+    "cifar10_noise": 96,
     "demo": 4,
     "fashion_mnist_alpha_rule:symmetric": 12,
     "fashion_mnist_alpha_rule:class_instance": 12,
@@ -81,3 +84,35 @@ def test_tce_run_configs_follow_the_alpha_rule(path):
     # The alpha the run resolves to (a config may leave it unset).
     alpha = config_validation.loss_hparams(config)["alpha"]
     assert alpha == losses.default_tce_alpha(num_classes)
+
+
+@pytest.mark.slow
+def test_a_cell_of_the_cifar10_sweep_trains_one_step_on_the_cpu(
+    compilation_cache, tmp_path
+):
+    """One step of the first cell as the sweep would launch it (ResNet-34, batch
+    128, SGD at the published rate, crop + flip, symmetric noise, noisy
+    validation) on tfds' mock CIFAR-10 (no internet here): 144 images, of which
+    10% are noisy validation, leave one batch of 128."""
+    sweep_config = grid.load_config_file("configs/sweeps/cifar10_noise.py")
+    run = grid.expand_grid(sweep_config)[0]
+    config = grid.resolve_config(sweep_config.base_config, run.overrides)
+    assert (config.model.name, config.batch_size, config.num_epochs) == (
+        "resnet34",
+        128,
+        120,
+    )
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.data.train_subset = 144
+    config.num_epochs = 1
+    config.schedule.decay_epochs = ()  # Its decays come at epochs 40 and 80.
+    config.eval_batch_size = 128
+    with tfds.testing.mock_data(
+        num_examples=144, policy=tfds.testing.MockPolicy.USE_CODE
+    ):
+        summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert summary["num_epochs"] == 1
+    assert summary["effective_config"]["noise"]["kind"] == run.noise_kind
+    assert 0.0 <= summary["final_test_accuracy"] <= 1.0
+    history = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(history) == 1 and '"step": 1,' in history[0]

@@ -4,7 +4,9 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import threading
+import time
 
 import pytest
 from sweep_fakes import FakeRunner, make_sweep_config, no_preparation, wait_for
@@ -40,7 +42,9 @@ def test_sweep_writes_run_dirs_then_skips_finished_runs(base_config_path, tmp_pa
     assert len(outcome.skipped) == 8 and not again.calls and not prepared
 
 
-def test_each_dataset_is_prepared_once_before_the_runs(base_config_path, tmp_path):
+def test_each_dataset_is_prepared_once_and_a_failure_stops_the_sweep_before_any_run(
+    base_config_path, tmp_path
+):
     config = make_sweep_config(base_config_path, datasets=("fashion_mnist", "mnist"))
     prepared = []
 
@@ -48,12 +52,18 @@ def test_each_dataset_is_prepared_once_before_the_runs(base_config_path, tmp_pat
         prepared.append((dataset, data_dir))
         return 1 if dataset == "mnist" else 0
 
-    messages = []
-    local_executor.run_sweep(
-        config, tmp_path, runner=FakeRunner(), preparer=prepare, log=messages.append
-    )
+    runner = FakeRunner()
+    with pytest.raises(sweep_plan.DatasetUnavailableError) as raised:
+        local_executor.run_sweep(
+            config, tmp_path, runner=runner, preparer=prepare, log=print
+        )
     assert prepared == [("fashion_mnist", None), ("mnist", None)]
-    assert any("preparing mnist failed" in message for message in messages)
+    # No run started, not even fashion_mnist's: one line says why and what to do.
+    assert not runner.calls
+    message = str(raised.value)
+    assert message.startswith("dataset mnist could not be prepared (see above), so no")
+    assert "python3 -m tce_jax.prepare_data --dataset=mnist)" in message
+    assert "\n" not in message
 
 
 def test_runner_exception_or_missing_summary_counts_as_failure(
@@ -148,3 +158,37 @@ def test_interrupted_subprocess_runner_stops_its_launch(
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+class _SwitchingStream:
+    """A stdout that hands the processor to another thread inside every write,
+    as a busy machine may: two writes of one line would let another line in."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def write(self, text):
+        time.sleep(0.0005)
+        self.chunks.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def test_progress_lines_of_worker_threads_do_not_interleave(monkeypatch):
+    stream = _SwitchingStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    lines = [f"[{thread}] line {i}" for thread in range(4) for i in range(25)]
+
+    def log_lines(thread):
+        for i in range(25):
+            sweep_plan.print_now(f"[{thread}] line {i}")
+
+    threads = [threading.Thread(target=log_lines, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Every line whole: with print(), some come out run together.
+    assert sorted("".join(stream.chunks).splitlines()) == sorted(lines)

@@ -68,3 +68,34 @@ def test_status_tells_finished_running_failed_and_missing_runs(
         "0 missing"
     )
     assert lines[-1].startswith("running   fashion_mnist/symmetric-0.4/ce/seed1 ")
+
+
+def test_status_names_each_runs_platform_and_runs_that_fell_back_to_the_cpu(
+    base_config_path, tmp_path
+):
+    config = make_sweep_config(base_config_path, noise_rates=(0.4,))
+    local_executor.run_sweep(
+        config, tmp_path, runner=FakeRunner(), preparer=no_preparation, log=print
+    )
+    runs = run_files.grid_runs(tmp_path)
+    gpu = {"platform": "gpu", "device_count": 1, "device_kind": "NVIDIA A100"}
+    cpu = {"platform": "cpu", "device_count": 1, "device_kind": "cpu"}
+    for rel_dir, environment in zip(runs, (gpu, gpu, cpu), strict=False):
+        run_files.record_environment(tmp_path / rel_dir, environment)
+    states = sweep_status.sweep_status(tmp_path)
+    text = sweep_status.format_status(
+        states, sweep_status.run_environments(tmp_path, states)
+    )
+    lines = text.splitlines()
+    assert lines[1] == (
+        "platforms: 1 run(s) on cpu (1 x cpu), 2 run(s) on gpu (1 x NVIDIA A100)"
+    )
+    assert lines[2].startswith(
+        "1 run(s) ran on the CPU while the others had a GPU or TPU: JAX found no "
+        "accelerator it could use for them"
+    )
+    assert lines[2].endswith(f"e.g. {runs[2]}")
+    by_run = {line.split()[1]: line for line in lines[3:]}
+    assert by_run[runs[0]].endswith(" [gpu (1 x NVIDIA A100)]")
+    assert by_run[runs[2]].endswith(" [cpu (1 x cpu)]")
+    assert by_run[runs[3]].endswith(runs[3])  # No record: no platform.

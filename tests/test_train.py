@@ -98,6 +98,10 @@ def test_run_writes_the_documented_outputs(reference_run):
     # Where it ran: this process, on the 4 devices of its mesh; also in the
     # TensorBoard hparams.
     assert summary["environment"] == run_environment.collect()
+    assert summary["platform"] == "cpu (4 x cpu)"
+    # The config the run trained with, recorded when it started (relaunch).
+    recorded = json.loads(pathlib.Path(workdir, "effective_config.json").read_text())
+    assert recorded == on_disk["effective_config"]
     events = b"".join(p.read_bytes() for p in pathlib.Path(workdir).glob("*tfevents*"))
     assert b"environment.machine_signature" in events
     assert summary["environment"]["machine_signature"].encode() in events
@@ -538,8 +542,10 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
 
     summary = train.train_and_evaluate(tiny_config(), str(workdir))
 
-    # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result.
+    # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result;
+    # the damaged checkpoint was moved aside, not deleted.
     assert comparable_summary(summary) == comparable_summary(reference_summary)
+    assert (workdir / "checkpoints_damaged" / "3" / "state").is_dir()
     assert without_timing(read_history(workdir)) == without_timing(
         read_history(reference_dir)
     )
@@ -547,14 +553,22 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    reference_run, tmp_path
+    reference_run, tmp_path, monkeypatch
 ):
     reference_dir, _ = reference_run
     workdir = tmp_path / "run"
     shutil.copytree(reference_dir, workdir)
-    diverging = tiny_config(**{"num_epochs": 5, "optimizer.learning_rate": 1e30})
+    # The run extended to 5 epochs (a relaunch may do that), its loss NaN from
+    # epoch 4 on.
+    loss_of_the_run = losses.get
+
+    def nan_loss(name, **hparams):
+        loss_fn = loss_of_the_run(name, **hparams)
+        return lambda logits, labels, **kw: loss_fn(logits, labels, **kw) * jnp.nan
+
+    monkeypatch.setattr(losses, "get", nan_loss)
     with pytest.raises(train.NonFiniteLossError, match=r"at epoch 4, step \d+"):
-        train.train_and_evaluate(diverging, str(workdir))
+        train.train_and_evaluate(tiny_config(num_epochs=5), str(workdir))
     assert len(read_history(workdir)) == 3
     steps = sorted(
         int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()

@@ -60,7 +60,7 @@ TINY_OVERRIDES = (
     "--config.checkpoint_keep=2",
 )
 
-# launch.py, with the synthetic training data above.
+# launch.py, with the synthetic training data above (nothing to prepare).
 LAUNCH_ON_FAKE_DATA = f"""
 import sys
 sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
@@ -69,6 +69,7 @@ import launch
 import tiny_run
 from tce_jax import input_pipeline
 input_pipeline.load_split = tiny_run.fake_load_split
+input_pipeline.prepare = lambda dataset, data_dir: None
 app.run(launch.main)
 """
 
