@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -119,9 +120,15 @@ def subprocess_runner(base_config_path: str | os.PathLike) -> Runner:
 
     def run_launch(run: grid.Run, run_dir: pathlib.Path, slot: Slot) -> int:
         command = grid.launch_command(base_config_path, run, run_dir)
+        pin_to_cores = None
+        if shutil.which("taskset"):
+            # An exec wrapper, not a preexec_fn: forking a process that runs JAX's
+            # threads is unsafe (and JAX warns about it).
+            cores = ",".join(str(core) for core in sorted(slot.cores))
+            command = ["taskset", "--cpu-list", cores, *command]
+        elif hasattr(os, "sched_setaffinity"):
 
-        def pin_to_cores():
-            if hasattr(os, "sched_setaffinity"):
+            def pin_to_cores():
                 os.sched_setaffinity(0, slot.cores)
 
         devices = "".join(f" {key}={value}" for key, value in sorted(slot.env.items()))

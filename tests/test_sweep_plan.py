@@ -99,9 +99,10 @@ def test_subprocess_runner_logs_times_and_returns_the_exit_code(
 ):
     fake_launch = tmp_path / "fake_launch.py"
     fake_launch.write_text(
-        "import pathlib, sys\n"
+        "import os, pathlib, sys\n"
         "workdir = pathlib.Path(sys.argv[-1].removeprefix('--workdir='))\n"
         "print('training', sys.argv[2:4])\n"
+        "print('cores', sorted(os.sched_getaffinity(0)))\n"
         "(workdir / 'summary.json').write_text('{}')\n"
         "sys.exit(0 if '--config.loss.name=ce' in sys.argv else 7)\n"
     )
@@ -116,7 +117,9 @@ def test_subprocess_runner_logs_times_and_returns_the_exit_code(
         codes.append(runner(run, run_dir, slot))
     assert codes == [0, 7]
     run_dir = tmp_path / runs[0].rel_dir
-    assert "training" in (run_dir / run_files.LOG_FILE).read_text()
+    log = (run_dir / run_files.LOG_FILE).read_text()
+    assert "training" in log
+    assert f"cores {list(slot.cores)}" in log  # Pinned to its slot.
     timing = json.loads((run_dir / run_files.TIMING_FILE).read_text())
     assert timing["exit_code"] == 0 and timing["cores"] == 1
     assert timing["cpu_seconds"] >= 0
