@@ -11,7 +11,8 @@ and the accuracy on the noisy validation split. The rules (``RULES``):
   improve (early learning is over), then sets ``alpha`` to the median of the
   last three readings of ``s`` (clipped to ``[1/K, max]``), and updates it the
   same way whenever noisy-validation accuracy reaches a new best.
-- ``"val_track"``: as ``val_peak`` from the first evaluation on.
+- ``"val_track"``: as ``val_peak`` from the first evaluation on. The second
+  version, the one to use: chosen among these three on development runs.
 
 A rule's whole state, its settings included, is a pytree (a ``NamedTuple`` of
 arrays): checkpoint it with the train state and a resumed run continues with
