@@ -27,7 +27,7 @@ EXPECTED_RUNS = {
     "fashion_mnist_alpha_rule_v2_dev:step": 60,
     "fashion_mnist_alpha_rule_v2_dev:cosine": 60,
     "fashion_mnist_alpha_rule_v2_dev:large": 60,
-    "fashion_mnist_benchmark": 400,
+    "fashion_mnist_benchmark": 480,
     "fashion_mnist_class_instance": 72,
     "fashion_mnist_label_errors": 18,
     "fashion_mnist_label_errors_folds": 27,
