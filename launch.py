@@ -52,7 +52,12 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tce_jax import compilation_cache, config_validation, job_supervisor, relaunch
+from tce_jax.training import (
+    compilation_cache,
+    config_validation,
+    job_supervisor,
+    relaunch,
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file in configs/.", lock_config=True
@@ -265,7 +270,8 @@ def main(argv: list[str]) -> int:
 def _run(config: ml_collections.ConfigDict) -> int:
     """Prepares the dataset, joins the job (--multihost) and trains."""
     # TensorFlow comes with these; the supervising parent needs none of it.
-    from tce_jax import checkpointing, input_pipeline, train
+    from tce_jax.data import input_pipeline
+    from tce_jax.training import checkpointing, train
 
     try:
         # Before joining: a process waiting for the data dir's lock, or failing

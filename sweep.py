@@ -13,7 +13,7 @@ machine, one GPU each on a GPU machine, then the report), `slurm` (one
 submitit job array, returns once submitted; --wait waits and reports) and
 `submitit_local` (the slurm path on this machine, for tests). A sweep config
 with `compare_with` ends by comparing its runs with those committed results
-(`tce_jax.compare`).
+(`tce_jax.analysis.compare`).
 
 On a partition with GPUs each run asks for one GPU and 4 CPUs unless the
 --slurm_* flags say otherwise. Exit status: 0 when every run finished (or
@@ -32,16 +32,9 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tce_jax import (
-    compare,
-    config_validation,
-    grid,
-    local_executor,
-    report,
-    slurm,
-    sweep_plan,
-    sweep_status,
-)
+from tce_jax.analysis import compare, report
+from tce_jax.sweeps import grid, local_executor, slurm, sweep_plan, sweep_status
+from tce_jax.training import config_validation
 
 EXECUTORS = {"local": None, "slurm": "slurm", "submitit_local": "local"}
 
@@ -237,7 +230,7 @@ def _run(config) -> int:
             here = shlex.quote(_WORKDIR.value)
             print(
                 f"follow with: python3 sweep.py --workdir={here} --status\n"
-                f"when done:   python3 -m tce_jax.report --sweep_dir={here}",
+                f"when done:   python3 -m tce_jax.analysis.report --sweep_dir={here}",
                 flush=True,
             )
             return 0

@@ -82,7 +82,8 @@ import jax  # noqa: E402
 # refusal to run on a CPU backend comes at once and alone.
 from benchmarks import loss_bench, train_bench  # noqa: E402
 from configs import cifar10  # noqa: E402
-from tce_jax import compilation_cache, losses  # noqa: E402
+from tce_jax import losses  # noqa: E402
+from tce_jax.training import compilation_cache  # noqa: E402
 
 IMAGE_SHAPE = (32, 32, 3)
 DEFAULT_BUDGET_SECONDS = 900.0
@@ -316,7 +317,7 @@ def run_within_budget(
 def host_images_per_second(batch_size, num_batches, repeats):
     """Images/s of `Datasets.train_batches` on 50,000 random CIFAR-sized images."""
     from benchmarks import pipeline_bench
-    from tce_jax import input_pipeline
+    from tce_jax.data import input_pipeline
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     _, splits = pipeline_bench.cifar_sized_splits()
@@ -401,7 +402,8 @@ def cifar10_config(plan, num_devices):
 def measure_cifar10(config, plan):
     """Two epochs of the config on random images, timed end to end."""
     from benchmarks import pipeline_bench
-    from tce_jax import input_pipeline, train
+    from tce_jax.data import input_pipeline
+    from tce_jax.training import train
 
     sizes = {"train": plan.cifar_train_size, "test": plan.cifar_test_size}
 

@@ -33,7 +33,9 @@ import optax
 from absl import app, flags
 
 from configs import default
-from tce_jax import fashion_mnist_debian, input_pipeline, losses, models, noise, train
+from tce_jax import losses, noise
+from tce_jax.data import fashion_mnist_debian, input_pipeline
+from tce_jax.training import models, train
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _PIPELINE_BATCHES = flags.DEFINE_integer(

@@ -77,7 +77,9 @@ def jax_step_runner(
     import jax
     import ml_collections
 
-    from tce_jax import losses, models, preprocessing, train
+    from tce_jax import losses
+    from tce_jax.data import preprocessing
+    from tce_jax.training import models, train
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     model = models.get(

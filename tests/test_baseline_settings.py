@@ -12,8 +12,10 @@ import pathlib
 import ml_collections
 import pytest
 
-from tce_jax import config_validation, grid, losses
-from tce_jax.dataset_info import DATASETS
+from tce_jax import losses
+from tce_jax.data.dataset_info import DATASETS
+from tce_jax.sweeps import grid
+from tce_jax.training import config_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "losses.md"

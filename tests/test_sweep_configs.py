@@ -6,7 +6,10 @@ import pathlib
 import pytest
 import tensorflow_datasets as tfds
 
-from tce_jax import config_validation, grid, input_pipeline, losses, train
+from tce_jax import losses
+from tce_jax.data import input_pipeline
+from tce_jax.sweeps import grid
+from tce_jax.training import config_validation, train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_CONFIGS = sorted((REPO_ROOT / "configs" / "sweeps").glob("[!_]*.py"))
