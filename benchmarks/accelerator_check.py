@@ -16,9 +16,9 @@ measured, in this order:
 * ``cifar10 2 epochs`` (the figure a user needs most): two epochs of
   configs/cifar10.py (ResNet-34, batch 128, float32, train + noisy-val + test
   evaluation after each epoch, checkpoints) on random images of CIFAR-10's
-  sizes, through ``train.train_and_evaluate``: the wall time of the whole call
+  sizes, through ``loop.train_and_evaluate``: the wall time of the whole call
   and the training images/s of epoch 2.
-* ``step``: images/s of train.py's train step (``train.make_train_step``:
+* ``step``: images/s of the training loop's train step (``steps.make_train_step``:
   on-device pad-4 crop, flip and normalisation of uint8 CIFAR-sized 32x32x3
   images, forward, backward, SGD with momentum and weight decay, state
   donated) for ResNet-18 and ResNet-34, batch 128 and 512, float32 and
@@ -403,7 +403,7 @@ def measure_cifar10(config, plan):
     """Two epochs of the config on random images, timed end to end."""
     from benchmarks import pipeline_bench
     from tce_jax.data import input_pipeline
-    from tce_jax.training import train
+    from tce_jax.training import loop
 
     sizes = {"train": plan.cifar_train_size, "test": plan.cifar_test_size}
 
@@ -420,7 +420,7 @@ def measure_cifar10(config, plan):
     try:
         with tempfile.TemporaryDirectory() as workdir:
             start = time.perf_counter()
-            train.train_and_evaluate(config, workdir)
+            loop.train_and_evaluate(config, workdir)
             wall = time.perf_counter() - start
             with open(os.path.join(workdir, "metrics.jsonl")) as f:
                 history = [json.loads(line) for line in f]

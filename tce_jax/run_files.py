@@ -427,3 +427,17 @@ def find_runs(sweep_dir: PathLike) -> list[str]:
     }
     found = {rel_dir for rel_dir in found if REPLACED_RUN_MARK not in rel_dir}
     return rel_dirs + sorted(found - set(rel_dirs))
+
+
+def not_a_directory(flag: str, path: str | None, allowed: str) -> str | None:
+    """The one-line problem of ``--<flag>=<path>`` naming a file where a
+    directory (a run, sweep or data directory) is wanted, or None.
+
+    Args:
+      flag: the flag's name.
+      path: its value; None (the flag not given) and a missing path pass.
+      allowed: what the flag takes, e.g. "a directory (created if missing)".
+    """
+    if path is None or not os.path.exists(path) or os.path.isdir(path):
+        return None
+    return f"--{flag}={path}: is a file; allowed: {allowed}"

@@ -59,12 +59,12 @@ def reference_run(tmp_path_factory, compilation_cache):
     import tiny_run
 
     from tce_jax.data import input_pipeline
-    from tce_jax.training import train
+    from tce_jax.training import loop
 
     workdir = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
-        summary = train.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
+        summary = loop.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
     return workdir, summary
 
 

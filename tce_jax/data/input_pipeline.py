@@ -25,27 +25,25 @@ background thread `tce_jax.data.prefetch`; `DATASETS`, `load_split` and `prepare
 are re-exported here.
 """
 
-import math
-import os
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from tce_jax import noise, run_files, seeding
-from tce_jax.data import preprocessing
+from tce_jax import seeding
+from tce_jax.data import batches, preprocessing
+from tce_jax.data.batches import DATA_AXIS, PADDING_INDEX, Batch, process_rows
 from tce_jax.data.dataset_info import DATASETS, DatasetInfo
-from tce_jax.data.prefetch import prefetch
+from tce_jax.data.splits import DataSizeError, Splits, make_splits
 from tce_jax.data.tfds_data import load_split, prepare
-from tce_jax.training import config_validation
 
 __all__ = [
     "DATASETS",
     "DATA_AXIS",
     "EVAL_SPLITS",
     "PADDING_INDEX",
+    "DataSizeError",
     "DatasetInfo",
     "Datasets",
     "build_datasets",
@@ -55,22 +53,15 @@ __all__ = [
     "process_rows",
 ]
 
-DATA_AXIS = "data"
 EVAL_SPLITS = ("train", "val", "heldout", "test")
-PADDING_INDEX = -1
-_PREFETCH_BATCHES = 2
-# A batch: named arrays, numpy on the host, jax.Arrays once global.
-Batch = dict[str, np.ndarray]
-
-
-# ------------------------------------------------------------------------- datasets
 
 
 def create_datasets(
-    config: ml_collections.ConfigDict,
+    config: Any,
     *,
     mesh: jax.sharding.Mesh,
     workdir: str | None = None,
+    batch_size: int | None = None,
 ) -> "Datasets":
     """Loads the configured dataset, corrupts its train labels and sets up batching.
 
@@ -79,9 +70,15 @@ def create_datasets(
       mesh: a `jax.sharding.Mesh` with an axis named "data"; batches are sharded
         over it.
       workdir: if given, `workdir/labels.npz` receives every label array.
+      batch_size: if given, the run's training batch (config.batch_size),
+        checked against the loaded split.
 
     Returns:
       A `Datasets`.
+
+    Raises:
+      DataSizeError: the config's train subset, validation part or batch size
+        does not fit the loaded split.
     """
     info = DATASETS[config.data.dataset]
     train_images, train_labels = load_split(info, "train", config.data.data_dir)
@@ -94,13 +91,18 @@ def create_datasets(
         test_images=test_images,
         test_labels=test_labels,
     )
+    if batch_size is not None and batch_size > datasets.num_train:
+        raise DataSizeError(
+            f"config.batch_size: got {batch_size}; allowed: at most the "
+            f"{datasets.num_train} training examples (an epoch needs one full batch)"
+        )
     if workdir is not None and jax.process_index() == 0:
         datasets.save_labels(workdir)
     return datasets
 
 
 def build_datasets(
-    config: ml_collections.ConfigDict,
+    config: Any,
     *,
     mesh: jax.sharding.Mesh,
     train_images: np.ndarray,
@@ -121,129 +123,42 @@ def build_datasets(
     Returns:
       A `Datasets`.
     """
-    info = DATASETS[config.data.dataset]
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(
             f"mesh must have an axis named {DATA_AXIS!r}, got axes {mesh.axis_names}"
         )
-    num_source = len(train_labels)
-    split_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "split"))
-    subset_size = config.data.train_subset or num_source
-    if subset_size > num_source:
-        raise ValueError(
-            f"config.data.train_subset={subset_size} exceeds the {num_source} "
-            f"examples of the {info.name} train split"
-        )
-    source_index = np.sort(_uniform_choice(split_rng, num_source, subset_size))
-    clean_labels = np.asarray(train_labels, dtype=np.int32)[source_index]
-    images = np.asarray(train_images)[source_index]
-    noisy = noise.corrupt_labels(
-        seeding.purpose_key(config.seed, "noise"),
-        clean_labels,
-        num_classes=info.num_classes,
-        rate=config.noise.rate,
-        kind=config.noise.kind,
-        transition_matrix=config.noise.transition_matrix,
-        # The instance kind projects each image as the model sees it.
-        images=(
-            preprocessing.normalise_on_host(images, mean=info.mean, std=info.std)
-            if config.noise.kind == "instance"
-            else None
-        ),
+    splits = make_splits(
+        config,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
     )
-    num_val = config.data.validation_examples or round(
-        config.data.validation_fraction * subset_size
-    )
-    if num_val >= subset_size:
-        raise ValueError(
-            f"config.data.validation_fraction={config.data.validation_fraction} "
-            f"(validation_examples={config.data.validation_examples}) leaves no "
-            f"training examples out of {subset_size}"
-        )
-    val_index = np.sort(_uniform_choice(split_rng, subset_size, num_val))
-    train_index = np.setdiff1d(np.arange(subset_size), val_index)
-    heldout_index = np.zeros(0, dtype=train_index.dtype)
-    if config.data.holdout_folds:
-        # Cross-fitting: the training examples (noisy labels as above) split into
-        # holdout_folds folds; this run trains on all but one and predicts it.
-        fold_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "folds"))
-        order = _uniform_choice(fold_rng, len(train_index), len(train_index))
-        folds = np.array_split(train_index[order], config.data.holdout_folds)
-        heldout_index = np.sort(folds[config.data.holdout_fold])
-        train_index = np.setdiff1d(train_index, heldout_index)
-    return Datasets(
-        info=info,
-        mesh=mesh,
-        seed=config.seed,
-        augment=config.data.augment,
-        images=images,
-        clean_labels=clean_labels,
-        noisy=noisy,
-        source_index=source_index,
-        train_index=train_index,
-        val_index=val_index,
-        heldout_index=heldout_index,
-        test_images=np.asarray(test_images),
-        test_labels=np.asarray(test_labels, dtype=np.int32),
-    )
+    return Datasets(splits, mesh=mesh, seed=config.seed, augment=config.data.augment)
 
 
 class Datasets:
-    """The corrupted train split, its validation part and the clean test split.
+    """A run's splits (`splits.Splits`) served as sharded global batches.
+
+    The splits' facts read through: ``info``, ``noise``, ``clean_labels``,
+    ``source_index``, ``train_index``, ``val_index``, ``heldout_index``,
+    ``num_train``, ``num_val``, ``num_heldout``, ``num_test``,
+    ``realised_noise_rate`` and ``save_labels`` are ``splits``'.
 
     Attributes:
-      info: the `DatasetInfo`.
-      noise: `NoisyLabels` over the whole corrupted train split (train + val),
-        indexed by example index.
-      num_train, num_val, num_test: split sizes.
-      realised_noise_rate: fraction of train (not val) examples whose label
-        changed.
-      clean_labels: int32 [N] clean labels of the corrupted train split.
-      source_index: int64 [N], tfds train-split position of each example index.
-      train_index, val_index: sorted example indices of the two parts.
-      heldout_index: sorted example indices of the held-out fold (empty unless
-        config.data.holdout_folds is set): noisy-labelled training examples
-        this run does not train on, predicted out of sample.
-      preprocessing: the `preprocessing.Preprocessing` the train and eval steps apply
-        to the uint8 images of these batches (the dataset's normalisation, and
-        its crop/flip when the config augments).
+      splits: the `Splits`.
+      preprocessing: the `preprocessing.Preprocessing` the train and eval steps
+        apply to the uint8 images of these batches (the dataset's
+        normalisation, and its crop/flip when the config augments).
     """
 
     def __init__(
-        self,
-        *,
-        info: DatasetInfo,
-        mesh: jax.sharding.Mesh,
-        seed: int,
-        augment: bool,
-        images: np.ndarray,
-        clean_labels: np.ndarray,
-        noisy: noise.NoisyLabels,
-        source_index: np.ndarray,
-        train_index: np.ndarray,
-        val_index: np.ndarray,
-        heldout_index: np.ndarray,
-        test_images: np.ndarray,
-        test_labels: np.ndarray,
+        self, splits: Splits, *, mesh: jax.sharding.Mesh, seed: int, augment: bool
     ):
-        self.info = info
-        self.noise = noisy
-        self.clean_labels = clean_labels
-        self.source_index = source_index
-        self.train_index = train_index
-        self.val_index = val_index
-        self.heldout_index = heldout_index
-        self.num_train = len(train_index)
-        self.num_val = len(val_index)
-        self.num_heldout = len(heldout_index)
-        self.num_test = len(test_labels)
-        self.realised_noise_rate = float(noisy.is_noisy[train_index].mean())
+        self.splits = splits
         self._mesh = mesh
-        self._sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-        self._images = images
-        self._test_images = test_images
-        self._test_labels = test_labels
         self._shuffle_seed = seeding.purpose_seed(seed, "shuffle")
+        info = splits.info
         self.preprocessing = preprocessing.Preprocessing(
             mean=info.mean,
             std=info.std,
@@ -252,6 +167,12 @@ class Datasets:
             seed=seed,
             platform=mesh.devices.flat[0].platform,
         )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names Datasets lacks: the splits' facts.
+        if name == "splits":
+            raise AttributeError(name)
+        return getattr(self.splits, name)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Full global batches per epoch (the remainder is dropped)."""
@@ -272,7 +193,8 @@ class Datasets:
           epoch: epoch number (>= 0); with the config seed it fixes the order
             (and, on the device, the augmentation: pass the same epoch to the
             train step).
-          batch_size: global batch size, a multiple of the "data" axis size.
+          batch_size: global batch size, a multiple of the "data" axis size,
+            at most the training examples.
 
         Yields:
           `steps_per_epoch(batch_size)` dicts of jax.Arrays: image uint8
@@ -281,7 +203,11 @@ class Datasets:
         """
         _check_epoch(epoch)
         self._check_batch_size(batch_size)
-        config_validation.check_batch_fits(batch_size, self.num_train)
+        if batch_size > self.num_train:
+            raise ValueError(
+                f"batch_size={batch_size} exceeds the {self.num_train} training "
+                "examples: an epoch would have no step"
+            )
         local = self.local_train_batches(
             epoch, batch_size, rows=self._local_rows(batch_size)
         )
@@ -305,7 +231,7 @@ class Datasets:
         """
         if split not in EVAL_SPLITS:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
-        self._check_batch_size(batch_size, field="eval_batch_size")
+        self._check_batch_size(batch_size)
         local = self.local_eval_batches(
             split, batch_size, rows=self._local_rows(batch_size)
         )
@@ -314,21 +240,8 @@ class Datasets:
     def global_batches(
         self, local_batches: Iterable[Batch], batch_size: int
     ) -> Iterator[dict[str, jax.Array]]:
-        """Global batches from this process's rows, built `_PREFETCH_BATCHES` ahead.
-
-        Args:
-          local_batches: an iterator of dicts of numpy arrays, this process's
-            rows of each global batch (`local_*_batches`).
-          batch_size: the global batch size.
-
-        Returns:
-          An iterator of dicts of jax.Arrays sharded over the mesh axis "data";
-          closing it stops the background thread.
-        """
-        return prefetch(
-            (self._to_global(batch, batch_size) for batch in local_batches),
-            _PREFETCH_BATCHES,
-        )
+        """Global batches from this process's rows (`batches.global_batches`)."""
+        return batches.global_batches(self._mesh, local_batches, batch_size)
 
     def local_train_batches(
         self, epoch: int, batch_size: int, *, rows: np.ndarray
@@ -338,146 +251,61 @@ class Datasets:
         `train_batches` is this with this process's rows (`process_rows`); tests
         pass other processes' rows to emulate a multi-process run.
         """
-        order = self.train_order(epoch)
-        for step in range(self.steps_per_epoch(batch_size)):
-            indices = order[step * batch_size : (step + 1) * batch_size][rows]
-            yield {
-                "image": self._images[indices],
-                "label": self.noise.labels[indices],
-                "clean_label": self.clean_labels[indices],
-                "index": indices.astype(np.int32),
-            }
+        return batches.train_rows(
+            self.train_order(epoch),
+            batch_size,
+            rows=rows,
+            images=self.splits.images,
+            labels=self.noise.labels,
+            clean_labels=self.clean_labels,
+        )
 
     def local_eval_batches(
         self, split: str, batch_size: int, *, rows: np.ndarray
     ) -> Iterator[Batch]:
         """Rows ``rows`` of every global evaluation batch, as numpy arrays."""
+        splits = self.splits
         if split == "test":
-            indices = np.arange(self.num_test)
-            images, labels, clean = self._test_images, self._test_labels, None
-        elif split in ("train", "val", "heldout"):
-            indices = {
-                "train": self.train_index,
-                "val": self.val_index,
-                "heldout": self.heldout_index,
-            }[split]
-            images, labels, clean = self._images, self.noise.labels, self.clean_labels
-        else:
+            return batches.eval_rows(
+                np.arange(splits.num_test),
+                batch_size,
+                rows=rows,
+                images=splits.test_images,
+                labels=splits.test_labels,
+                clean_labels=None,
+            )
+        if split not in EVAL_SPLITS:
             raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
-        num_batches = math.ceil(len(indices) / batch_size)
-        padded = np.full(num_batches * batch_size, PADDING_INDEX, dtype=np.int64)
-        padded[: len(indices)] = indices
-        for step in range(num_batches):
-            batch_indices = padded[step * batch_size : (step + 1) * batch_size][rows]
-            mask = batch_indices != PADDING_INDEX
-            safe = np.where(mask, batch_indices, 0)
-            label = np.where(mask, labels[safe], 0).astype(np.int32)
-            clean_label = label if clean is None else np.where(mask, clean[safe], 0)
-            image = images[safe]
-            image[~mask] = 0
-            yield {
-                "image": image,
-                "label": label,
-                "clean_label": clean_label.astype(np.int32),
-                "is_noisy": label != clean_label,
-                "mask": mask,
-                "index": batch_indices.astype(np.int32),
-            }
-
-    def save_labels(self, workdir: str) -> None:
-        """Writes workdir/labels.npz (atomically: a resumed run rewrites it).
-
-        Keys: clean_labels, noisy_labels, is_noisy (all [N], by example index),
-        train_index, val_index, heldout_index (example indices),
-        transition_matrix (realised, [K, K], rows = clean class), rate
-        (realised over train + val), source_index (tfds train-split position
-        of each example index).
-        """
-        os.makedirs(workdir, exist_ok=True)
-        run_files.write_npz_atomically(
-            os.path.join(workdir, run_files.LABELS_FILE),
-            clean_labels=self.clean_labels,
-            noisy_labels=self.noise.labels,
-            is_noisy=self.noise.is_noisy,
-            train_index=self.train_index,
-            val_index=self.val_index,
-            heldout_index=self.heldout_index,
-            transition_matrix=self.noise.transition_matrix,
-            rate=np.float64(self.noise.rate),
-            source_index=self.source_index,
+        indices = {
+            "train": splits.train_index,
+            "val": splits.val_index,
+            "heldout": splits.heldout_index,
+        }[split]
+        return batches.eval_rows(
+            indices,
+            batch_size,
+            rows=rows,
+            images=splits.images,
+            labels=splits.noise.labels,
+            clean_labels=splits.clean_labels,
         )
 
-    def _check_batch_size(self, batch_size: int, field: str = "batch_size") -> None:
-        config_validation.check_batch_size(
-            batch_size, self._mesh.shape[DATA_AXIS], field=field
-        )
+    def _check_batch_size(self, batch_size: int) -> None:
+        num_devices = self._mesh.shape[DATA_AXIS]
+        if not _is_int(batch_size) or batch_size <= 0 or batch_size % num_devices:
+            raise ValueError(
+                f"batch_size={batch_size!r} must be a positive multiple of the "
+                f"{num_devices} devices (the device count)"
+            )
 
     def _local_rows(self, batch_size: int) -> np.ndarray:
         return process_rows(self._mesh, batch_size, jax.process_index())
 
-    def _to_global(self, local_batch: Batch, batch_size: int) -> dict[str, jax.Array]:
-        return {
-            name: jax.make_array_from_process_local_data(
-                self._sharding, values, (batch_size, *values.shape[1:])
-            )
-            for name, values in local_batch.items()
-        }
 
-
-def process_rows(
-    mesh: jax.sharding.Mesh, global_batch_size: int, process_index: int
-) -> np.ndarray:
-    """The rows of each global batch that one process's devices hold, in mesh order.
-
-    A global batch is sharded over the mesh axis "data" in equal blocks, block i
-    on the devices at position i of that axis (replicated over any other axis).
-    A process feeds the blocks of the positions where it has a device, in
-    increasing order, which is the order in which
-    `jax.make_array_from_process_local_data` takes this process's rows.
-
-    Args:
-      mesh: the mesh the batches are sharded over (any device objects with a
-        ``process_index``, so that tests can lay out mock TPU pods).
-      global_batch_size: rows of a global batch, a multiple of the "data" axis
-        size.
-      process_index: the process, as in ``jax.process_index()``.
-
-    Returns:
-      int64 [rows of this process], increasing.
-    """
-    num_positions = mesh.shape[DATA_AXIS]
-    if global_batch_size % num_positions:
-        raise ValueError(
-            f"batch_size={global_batch_size} must be a multiple of the "
-            f"{num_positions} positions of the mesh axis {DATA_AXIS!r}"
-        )
-    owners = np.vectorize(lambda device: device.process_index, otypes=[int])(
-        mesh.devices
-    )
-    # One row per "data" position, one column per device along the other axes.
-    owners = np.moveaxis(owners, mesh.axis_names.index(DATA_AXIS), 0)
-    positions = np.flatnonzero(
-        (owners.reshape(num_positions, -1) == process_index).any(axis=1)
-    )
-    if not positions.size:
-        raise ValueError(
-            f"process {process_index} has no device in the mesh, so it holds no "
-            "rows of a batch: build the mesh over every process's devices"
-        )
-    block = global_batch_size // num_positions
-    return (positions[:, None] * block + np.arange(block)).ravel()
-
-
-# -------------------------------------------------------------------------- helpers
-
-
-def _uniform_choice(
-    rng: np.random.Generator, population: int, count: int
-) -> np.ndarray:
-    """`count` distinct integers of range(population), uniformly, in draw order."""
-    return np.argsort(rng.random(population), kind="stable")[:count]
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_epoch(epoch: int) -> None:
-    if not config_validation.is_int(epoch) or epoch < 0:
+    if not _is_int(epoch) or epoch < 0:
         raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
+from tce_jax import run_files
 from tce_jax.data import tfds_data
 from tce_jax.data.dataset_info import DATASETS
 
@@ -38,16 +39,13 @@ _DATA_DIR = flags.DEFINE_string(
 def main(argv: list[str]) -> int:
     del argv  # No positional arguments.
     data_dir = _DATA_DIR.value
-    if (
-        data_dir is not None
-        and os.path.exists(data_dir)
-        and not os.path.isdir(data_dir)
-    ):
-        print(
-            f"prepare_data: --data_dir={data_dir}: is a file; allowed: a directory "
-            "(created if missing) or no flag for the tfds default",
-            file=sys.stderr,
-        )
+    problem = run_files.not_a_directory(
+        "data_dir",
+        data_dir,
+        "a directory (created if missing) or no flag for the tfds default",
+    )
+    if problem:
+        print(f"prepare_data: {problem}", file=sys.stderr)
         return 2
     try:
         builder = tfds_data.prepare(_DATASET.value, data_dir)

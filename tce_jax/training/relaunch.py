@@ -1,7 +1,7 @@
 """A launch into a run dir that already holds a run: the same run continued, or refused.
 
 Every launch records the config it trains with, as
-``config_validation.effective_config`` gives it (every default filled in), in
+``config.effective_config`` gives it (every default filled in), in
 the run dir's ``effective_config.json`` before any work. A later launch into
 the same dir continues that run from its checkpoints only if it would train
 the same model: its effective config may differ from the recorded one only in
@@ -29,12 +29,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import ml_collections
 from absl import logging
 from flax import traverse_util
 
-from tce_jax import alpha_rules, run_files
-from tce_jax.training import config_validation
+from tce_jax import run_files
+from tce_jax.training.config import ConfigError, RunConfig
 
 # Fields that never change the trained model.
 BOOKKEEPING_FIELDS = (
@@ -81,7 +80,7 @@ def has_trained(run_dir: str | os.PathLike) -> bool:
 
 def differences(
     recorded: Mapping[str, Any],
-    config: ml_collections.ConfigDict,
+    config: RunConfig,
     *,
     epochs_done: int,
 ) -> list[str]:
@@ -98,8 +97,8 @@ def differences(
     Returns:
       One ``"name (recorded R, now N[; why])"`` per differing field, sorted.
     """
-    now = _flat(config_validation.effective_config(config))
-    fixed_alpha = now.get("loss.alpha_rule", alpha_rules.FIXED) == alpha_rules.FIXED
+    now = _flat(config.as_effective())
+    fixed_alpha = config.loss.alpha.is_fixed
     may_change = set(BOOKKEEPING_FIELDS)
     if fixed_alpha:  # A self-tuning alpha is set from evaluated epochs.
         may_change.add("eval_every_epochs")
@@ -132,7 +131,7 @@ def _why_num_epochs_cannot_change(
     return None
 
 
-def check(config: ml_collections.ConfigDict, run_dir: str | os.PathLike) -> None:
+def check(config: RunConfig, run_dir: str | os.PathLike) -> None:
     """Refuses a launch that would train another model than the run in ``run_dir``.
 
     Args:
@@ -140,7 +139,7 @@ def check(config: ml_collections.ConfigDict, run_dir: str | os.PathLike) -> None
       run_dir: the run's directory (need not exist).
 
     Raises:
-      config_validation.ConfigError: one line naming the differing fields and
+      ConfigError: one line naming the differing fields and
         the ways out.
     """
     recorded = recorded_config(run_dir)
@@ -149,7 +148,7 @@ def check(config: ml_collections.ConfigDict, run_dir: str | os.PathLike) -> None
     changed = differences(recorded, config, epochs_done=run_files.epochs_done(run_dir))
     if changed:
         run_dir = os.path.abspath(run_dir)
-        raise config_validation.ConfigError(
+        raise ConfigError(
             f"{run_dir} holds a run trained with another config: "
             f"{', '.join(changed)}; its checkpoints cannot continue this one. Use "
             "another workdir, or start over (launch.py --start_over) to move that "
@@ -157,13 +156,12 @@ def check(config: ml_collections.ConfigDict, run_dir: str | os.PathLike) -> None
         )
 
 
-def record(config: ml_collections.ConfigDict, run_dir: str | os.PathLike) -> None:
+def record(config: RunConfig, run_dir: str | os.PathLike) -> None:
     """Writes (or updates) the run's record of its effective config."""
     os.makedirs(run_dir, exist_ok=True)
     run_files.write_text_atomically(
         os.path.join(run_dir, run_files.EFFECTIVE_CONFIG_FILE),
-        json.dumps(config_validation.effective_config(config), indent=2, default=str)
-        + "\n",
+        json.dumps(config.as_effective(), indent=2, default=str) + "\n",
     )
 
 

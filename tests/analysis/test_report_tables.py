@@ -106,7 +106,7 @@ def test_tables_need_no_matplotlib(sweep_dir):
         "        if name.split('.')[0] == 'matplotlib':\n"
         "            raise ImportError('matplotlib is blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from tce_jax import report_markdown, report_tables\n"
+        "from tce_jax.analysis import report_markdown, report_tables\n"
         f"rows = report_tables.collect({str(sweep_dir)!r})\n"
         "print(report_markdown.results_markdown(rows).splitlines()[0])\n"
         "assert 'matplotlib' not in sys.modules\n"

@@ -12,7 +12,8 @@ from ml_collections import config_flags
 from tiny_run import tiny_config
 
 from tce_jax.sweeps import grid
-from tce_jax.training import config_validation
+from tce_jax.training import alpha, command_line, config_validation
+from tce_jax.training import config as run_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUN_CONFIGS = sorted((REPO_ROOT / "configs").glob("[!_]*.py"))
@@ -114,20 +115,20 @@ def test_a_bad_alpha_rule_setting_gets_one_line(overrides, field, allowed):
 def test_alpha_rule_fields_are_not_passed_to_the_loss():
     config = _smoke_config(**{"loss.alpha_rule": "auto", "loss.alpha_max": 0.4})
     config_validation.validate(config, num_devices=1)
-    assert config_validation.loss_hparams(config) == {}
-    assert config_validation.alpha_rule_settings(config) == {
+    assert run_config.loss_hparams(config) == {}
+    assert alpha.from_loss_config(config.loss).settings == {
         "alpha_max": 0.4,
         "alpha_offset": 0.0,
     }
     config = _smoke_config(**{"loss.alpha_rule": "val_peak"})
     config_validation.validate(config, num_devices=1)
-    assert config_validation.alpha_rule_settings(config) == {"alpha_max": 0.5}
+    assert alpha.from_loss_config(config.loss).settings == {"alpha_max": 0.5}
 
 
 def test_an_override_naming_no_field_gets_the_nearest_names():
     def error(*overrides):
         argv = ["prog", "--typo_test_config=configs/cpu_smoke.py", *overrides]
-        found = config_validation.unknown_override(argv, "typo_test_config")
+        found = command_line.unknown_override(argv, "typo_test_config")
         return found and str(found)
 
     good = "--typo_test_config.loss.alpha=0.1"
@@ -219,32 +220,53 @@ def _untyped_config(**overrides):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"seed": -1}, r"config.seed must be an int >= 0"),
-        ({"seed": 1.5}, r"config.seed must be an int >= 0"),
-        ({"data.dataset": "imagenet"}, r"config.data.dataset must be one of"),
-        ({"data.data_dir": 3}, r"config.data.data_dir must be a path"),
-        ({"data.train_subset": -5}, r"config.data.train_subset must be an int >= 0"),
-        ({"data.validation_fraction": 1.0}, r"validation_fraction must be .* \[0, 1\)"),
-        ({"data.validation_examples": -1}, r"validation_examples must be an int >= 0"),
+        ({"seed": -1}, r"config.seed: got -1; allowed: an int >= 0"),
+        ({"seed": 1.5}, r"config.seed: got 1.5; allowed: an int >= 0"),
+        (
+            {"data.dataset": "imagenet"},
+            r"data.dataset: got 'imagenet'; allowed: cifar10, cifar100",
+        ),
+        ({"data.data_dir": 3}, r"config.data.data_dir: got 3; allowed: a path"),
+        (
+            {"data.train_subset": -5},
+            r"data.train_subset: got -5; allowed: an int >= 0",
+        ),
+        (
+            {"data.validation_fraction": 1.0},
+            r"validation_fraction: got 1.0; allowed: .* \[0, 1\)",
+        ),
+        (
+            {"data.validation_examples": -1},
+            r"validation_examples: got -1; allowed: an int >= 0",
+        ),
         (
             {"data.train_subset": 10, "data.validation_examples": 10},
-            r"validation_examples=10 leaves no training examples",
+            r"validation_examples: got 10; allowed: fewer than .*train_subset=10",
         ),
-        ({"data.augment": "no"}, r"config.data.augment must be True .* or False"),
-        ({"data.holdout_folds": 1}, r"holdout_folds must be 0 .* or an int >= 2"),
+        (
+            {"data.augment": "no"},
+            r"data.augment: got 'no'; allowed: True .* or False",
+        ),
+        (
+            {"data.holdout_folds": 1},
+            r"holdout_folds: got 1; allowed: 0 .* or an int >= 2",
+        ),
         (
             {"data.holdout_folds": 2, "data.holdout_fold": 2},
-            r"holdout_fold must be an int in \[0, config.data.holdout_folds=2\)",
+            r"holdout_fold: got 2; allowed: an int in \[0, .*holdout_folds=2\)",
         ),
-        ({"noise.rate": 1.2}, r"config.noise.rate must be in \[0, 1\)"),
-        ({"noise.kind": "flip"}, r"config.noise.kind must be one of"),
+        (
+            {"noise.rate": 1.2},
+            r"noise.rate: got 1.2; allowed: a number in \[0, 1\)",
+        ),
+        ({"noise.kind": "flip"}, r"config.noise.kind: got 'flip'; allowed: symmetric"),
         (
             {"data.dataset": "cifar100", "noise.kind": "asymmetric_cifar10"},
             r"needs num_classes=10.*'cifar100' has 100 classes",
         ),
         (
             {"noise.kind": "matrix", "noise.transition_matrix": [[0.5, 0.4]] * 2},
-            r"config.noise.transition_matrix must have shape \(10, 10\)",
+            r"noise.transition_matrix: got .*must have shape \(10, 10\)",
         ),
     ],
 )
@@ -256,7 +278,7 @@ def test_each_bad_data_or_noise_field_is_named_with_what_is_allowed(overrides, m
 def test_validate_config_reports_missing_fields():
     config = tiny_config()
     del config.data["train_subset"]
-    with pytest.raises(ValueError, match=r"config.data.train_subset is missing"):
+    with pytest.raises(ValueError, match=r"config.data.train_subset: missing"):
         config_validation.validate_data(config)
 
 
@@ -264,7 +286,7 @@ def test_effective_config_fills_in_the_defaults_the_run_falls_back_on():
     config = tiny_config()
     config.loss.name = "sce"
     config.loss.alpha = 0.1
-    effective = config_validation.effective_config(config)
+    effective = run_config.effective_config(config)
     # The chosen loss only, with the defaults it uses; no placeholders.
     assert effective["loss"] == {
         "name": "sce",
@@ -276,7 +298,7 @@ def test_effective_config_fills_in_the_defaults_the_run_falls_back_on():
     assert effective["optimizer"] == config.optimizer.to_dict()
     # Under the self-tuning rule alpha is the rule's; its settings are resolved.
     config.loss.name, config.loss.alpha, config.loss.alpha_rule = "tce", None, "auto"
-    assert config_validation.effective_config(config)["loss"] == {
+    assert run_config.effective_config(config)["loss"] == {
         "name": "tce",
         "alpha_rule": "auto",
         "alpha_max": 0.5,

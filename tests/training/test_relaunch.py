@@ -6,10 +6,15 @@ import json
 import pathlib
 
 import pytest
-from tiny_run import tiny_config
+import tiny_run
 
 from tce_jax import run_files
 from tce_jax.training import config_validation, relaunch
+
+
+def tiny_config(**overrides):
+    """``tiny_run.tiny_config`` as a launch reads it (``config_validation.read``)."""
+    return config_validation.read(tiny_run.tiny_config(**overrides), num_devices=1)
 
 
 def _trained_run(run_dir, config, *, epochs):
@@ -115,7 +120,7 @@ def test_a_dir_with_nothing_trained_or_nothing_recorded_takes_any_config(tmp_pat
 
 
 def test_a_run_by_older_code_is_checked_against_its_summary(tmp_path):
-    summary = {"effective_config": config_validation.effective_config(tiny_config())}
+    summary = {"effective_config": tiny_config().as_effective()}
     run_files.write_summary(tmp_path, json.loads(json.dumps(summary)))
     assert "model.name (recorded 'resnet8'" in _refusal(
         tmp_path, tiny_config(**{"model.name": "resnet20"})

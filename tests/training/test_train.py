@@ -31,7 +31,7 @@ from tiny_run import (
 
 from tce_jax import alpha_rules, losses, run_environment
 from tce_jax.data import input_pipeline, preprocessing
-from tce_jax.training import config_validation, models, train
+from tce_jax.training import config_validation, evaluation, loop, models, optim, steps
 
 # Crop and flip on, as for CIFAR: the steps below run the whole augmentation.
 PREPROCESSING = preprocessing.Preprocessing(
@@ -156,14 +156,14 @@ def count_compilations():
 def test_eval_every_epochs_skips_evaluation_but_not_training(reference_run, tmp_path):
     workdir, reference_summary = reference_run
     with count_compilations() as compilations:
-        summary = train.train_and_evaluate(
+        summary = loop.train_and_evaluate(
             tiny_config(eval_every_epochs=2), str(tmp_path)
         )
     # Three epochs (each passing its own epoch number) run one program.
     assert compilations["jit(_train_step)"] == 1
     assert compilations["jit(_eval_step)"] == 1
     history, reference = read_history(tmp_path), read_history(workdir)
-    accuracy_keys = train.ACCURACY_KEYS
+    accuracy_keys = evaluation.ACCURACY_KEYS
     # Epoch 1 is not evaluated; epoch 2 is (every 2nd) and so is the last one.
     assert all(history[0][key] is None for key in accuracy_keys)
     for epoch in (2, 3):
@@ -182,15 +182,15 @@ def test_losses_and_eval_outputs_reach_the_host_in_one_copy_per_window_and_split
     tmp_path, monkeypatch
 ):
     copies = []
-    to_host = train._to_host
+    to_host = evaluation.to_host
 
     def recording_to_host(tree):
         copies.append(jax.tree.map(lambda x: (x.shape, x.dtype), tree))
         return to_host(tree)
 
-    monkeypatch.setattr(train, "_to_host", recording_to_host)
+    monkeypatch.setattr(evaluation, "to_host", recording_to_host)
     config = tiny_config(num_epochs=2)
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
     loss_copies = [copy for copy in copies if not isinstance(copy, dict)]
     eval_copies = [copy for copy in copies if isinstance(copy, dict)]
     # 10 steps per epoch, a progress line every 4 steps and at the end of an
@@ -214,7 +214,7 @@ def test_test_set_is_skipped_except_where_a_reported_number_needs_it(
     """test_eval_every_epochs=0: test only at new best noisy-val epochs and the
     last, and every reported test number equals the every-epoch run's."""
     workdir, reference_summary = reference_run
-    summary = train.train_and_evaluate(
+    summary = loop.train_and_evaluate(
         tiny_config(test_eval_every_epochs=0), str(tmp_path)
     )
     history, reference = read_history(tmp_path), read_history(workdir)
@@ -230,7 +230,7 @@ def test_test_set_is_skipped_except_where_a_reported_number_needs_it(
     for key in ("final_test_accuracy", "best_val_epoch", "best_val_test_accuracy"):
         assert summary[key] == reference_summary[key], key
     with pytest.raises(config_validation.ConfigError, match="test_eval_every_epochs"):
-        train.train_and_evaluate(
+        loop.train_and_evaluate(
             tiny_config(test_eval_every_epochs=-1), str(tmp_path / "bad")
         )
     assert not (tmp_path / "bad").exists()
@@ -238,7 +238,7 @@ def test_test_set_is_skipped_except_where_a_reported_number_needs_it(
 
 @pytest.mark.slow
 def test_cross_fitting_run_predicts_its_held_out_fold(tmp_path):
-    train.train_and_evaluate(
+    loop.train_and_evaluate(
         tiny_config(num_epochs=2, **{"data.holdout_folds": 3, "data.holdout_fold": 2}),
         str(tmp_path),
     )
@@ -266,7 +266,7 @@ def test_train_split_metrics_count_fit_noise_and_labels_rated_below_chance():
         "log_prob_label": np.log(np.array([0.9, 0.25, 0.1, 0.6], np.float32)),
         "probs": np.zeros((4, 4), np.float32),
     }
-    metrics = train.train_split_metrics(split)
+    metrics = evaluation.train_split_metrics(split)
     assert metrics == {
         "train_accuracy": 0.75,
         "train_clean_accuracy": 0.25,
@@ -280,7 +280,7 @@ def test_every_example_is_evaluated_exactly_once():
     config = tiny_config(eval_batch_size=48)
     datasets = input_pipeline.create_datasets(config, mesh=mesh)
     state = _tiny_state(mesh, image_shape=datasets.info.image_shape)
-    eval_step = train.make_eval_step(mesh, datasets.preprocessing)
+    eval_step = steps.make_eval_step(mesh, datasets.preprocessing)
     expected = {
         "train": datasets.train_index,
         "val": datasets.val_index,
@@ -289,7 +289,7 @@ def test_every_example_is_evaluated_exactly_once():
     for split, indices in expected.items():
         # 48 divides no split size: the last batch is padded.
         assert len(indices) % config.eval_batch_size
-        result = train.evaluate_split(
+        result = evaluation.evaluate_split(
             eval_step, state, datasets.eval_batches(split, config.eval_batch_size)
         )
         np.testing.assert_array_equal(result["index"], indices)
@@ -306,7 +306,7 @@ def _tiny_state(
     optimizer = optax.chain(
         optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9)
     )
-    return train.create_train_state(
+    return steps.create_train_state(
         model, optimizer, image_shape=image_shape, seed=0, mesh=mesh
     )
 
@@ -332,7 +332,7 @@ def test_a_few_train_steps_of_every_model_family(model_name):
         mesh, image_shape=(8, 8, 3), model_name=model_name, width=1 / 16
     )
     initial_params = jax.tree.map(np.asarray, state.params)
-    train_step = train.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
+    train_step = steps.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
     step_losses = []
     for seed in range(3):
         state, loss = train_step(state, _batch(mesh, seed=seed), seed)
@@ -355,7 +355,7 @@ def test_one_device_and_four_devices_agree():
         )
         # The 4-device program is the resnet8 one above: the cache compiles it once.
         state = _tiny_state(mesh, image_shape=(8, 8, 3), width=1 / 16)
-        train_step = train.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
+        train_step = steps.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
         step_losses = []
         for seed in range(3):
             state, loss = train_step(state, _batch(mesh, seed=seed), seed)
@@ -377,7 +377,7 @@ def test_one_device_and_four_devices_agree():
 
 def test_weight_decay_is_coupled_l2_on_every_parameter_like_torch_sgd():
     config = tiny_config(**{"optimizer.weight_decay": 0.5})
-    optimizer = train.create_optimizer(config, optax.constant_schedule(0.1))
+    optimizer = optim.create_optimizer(config, optax.constant_schedule(0.1))
     params = {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([3.0])}
     grads = {"kernel": jnp.array([0.1, 0.2]), "bias": jnp.array([0.0])}
     opt_state = optimizer.init(params)
@@ -407,7 +407,7 @@ def test_piecewise_schedule_with_warmup():
             "num_epochs": 4,
         }
     )
-    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    schedule = optim.create_learning_rate_schedule(config, steps_per_epoch=10)
     rates = [float(schedule(step)) for step in range(40)]
     np.testing.assert_allclose(rates[:10], np.arange(10) / 10, rtol=1e-6)
     np.testing.assert_allclose(rates[10:20], 1.0)
@@ -419,7 +419,7 @@ def test_cosine_schedule_decays_to_zero_at_the_last_step():
     config = tiny_config(
         **{"schedule.name": "cosine", "optimizer.learning_rate": 0.5, "num_epochs": 2}
     )
-    schedule = train.create_learning_rate_schedule(config, steps_per_epoch=10)
+    schedule = optim.create_learning_rate_schedule(config, steps_per_epoch=10)
     assert float(schedule(0)) == pytest.approx(0.5)
     assert float(schedule(10)) == pytest.approx(0.25)
     assert float(schedule(20)) == pytest.approx(0.0, abs=1e-7)
@@ -433,8 +433,8 @@ def test_cosine_schedule_decays_to_zero_at_the_last_step():
 def test_resume_after_stopping_gives_the_uninterrupted_metrics(reference_run, tmp_path):
     reference_dir, reference_summary = reference_run
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(tiny_config(num_epochs=2), workdir)
-    summary = train.train_and_evaluate(tiny_config(), workdir)
+    loop.train_and_evaluate(tiny_config(num_epochs=2), workdir)
+    summary = loop.train_and_evaluate(tiny_config(), workdir)
     assert without_timing(read_history(workdir)) == without_timing(
         read_history(reference_dir)
     )
@@ -448,7 +448,7 @@ def test_resume_after_stopping_gives_the_uninterrupted_metrics(reference_run, tm
         )
 
     # A relaunch of a finished run trains nothing and rewrites the same results.
-    again = train.train_and_evaluate(tiny_config(), workdir)
+    again = loop.train_and_evaluate(tiny_config(), workdir)
     assert comparable_summary(again) == expected
     assert len(read_history(workdir)) == 3
 
@@ -460,18 +460,18 @@ class _Stopped(Exception):
 def _stopped_and_resumed(config, workdir, monkeypatch, stop_epoch):
     """Launches ``config`` into ``workdir``, stops it as ``stop_epoch`` begins
     (after the previous epoch's checkpoint), then relaunches it to the end."""
-    run_epoch = train._run_epoch
+    run_epoch = loop._run_epoch
 
     def stop(epoch, *args, **kwargs):
         if epoch == stop_epoch:
             raise _Stopped
         return run_epoch(epoch, *args, **kwargs)
 
-    monkeypatch.setattr(train, "_run_epoch", stop)
+    monkeypatch.setattr(loop, "_run_epoch", stop)
     with pytest.raises(_Stopped):
-        train.train_and_evaluate(config, workdir)
-    monkeypatch.setattr(train, "_run_epoch", run_epoch)
-    train.train_and_evaluate(config, workdir)
+        loop.train_and_evaluate(config, workdir)
+    monkeypatch.setattr(loop, "_run_epoch", run_epoch)
+    loop.train_and_evaluate(config, workdir)
 
 
 @pytest.mark.slow
@@ -481,7 +481,7 @@ def test_self_tuning_alpha_is_checkpointed_so_a_resumed_run_equals_an_uninterrup
     # The same config both times (the rule's window depends on num_epochs).
     config = tiny_config(**{"loss.alpha_rule": "auto", "num_epochs": 4})
     uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
-    train.train_and_evaluate(config, uninterrupted)
+    loop.train_and_evaluate(config, uninterrupted)
     _stopped_and_resumed(config, resumed, monkeypatch, stop_epoch=3)
     history = without_timing(read_history(uninterrupted))
     assert without_timing(read_history(resumed)) == history
@@ -502,7 +502,7 @@ def test_a_validation_rule_resumes_with_its_memory(tmp_path, monkeypatch):
     readings and the best so far, not only alpha."""
     config = tiny_config(**{"loss.alpha_rule": "val_track", "num_epochs": 4})
     uninterrupted, resumed = str(tmp_path / "uninterrupted"), str(tmp_path / "resumed")
-    train.train_and_evaluate(config, uninterrupted)
+    loop.train_and_evaluate(config, uninterrupted)
     _stopped_and_resumed(config, resumed, monkeypatch, stop_epoch=3)
     history = without_timing(read_history(uninterrupted))
     assert without_timing(read_history(resumed)) == history
@@ -533,7 +533,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(
         if path.is_file():
             path.write_bytes(b"\x00garbage" * 7)
 
-    summary = train.train_and_evaluate(tiny_config(), str(workdir))
+    summary = loop.train_and_evaluate(tiny_config(), str(workdir))
 
     # Epoch 3 was retrained from the epoch-2 checkpoint, with the same result;
     # the damaged checkpoint was moved aside, not deleted.
@@ -560,8 +560,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         return lambda logits, labels, **kw: loss_fn(logits, labels, **kw) * jnp.nan
 
     monkeypatch.setattr(losses, "get", nan_loss)
-    with pytest.raises(train.NonFiniteLossError, match=r"at epoch 4, step \d+"):
-        train.train_and_evaluate(tiny_config(num_epochs=5), str(workdir))
+    with pytest.raises(loop.NonFiniteLossError, match=r"at epoch 4, step \d+"):
+        loop.train_and_evaluate(tiny_config(num_epochs=5), str(workdir))
     assert len(read_history(workdir)) == 3
     steps = sorted(
         int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()
@@ -583,7 +583,7 @@ _ALIAS = re.compile(r"\{[\d,]*\}: \((\d+), \{[\d,]*\}, (may|must)-alias\)")
 def test_train_step_program_stays_on_the_device_and_donates_the_state():
     mesh = jax.make_mesh((4,), ("data",))
     state = _tiny_state(mesh, image_shape=(8, 8, 3), width=1 / 16)
-    train_step = train.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
+    train_step = steps.make_train_step(losses.get("tce"), mesh, PREPROCESSING)
     program = train_step.lower(state, _batch(mesh), 0).compile().as_text()
     assert not _HOST_CALLBACK.search(program)
     assert not _TRANSFER.search(program)
@@ -601,7 +601,7 @@ def test_train_step_program_stays_on_the_device_and_donates_the_state():
 @pytest.mark.slow
 def test_bfloat16_run_trains_with_float32_logits_loss_and_state(tmp_path, monkeypatch):
     seen = {}
-    make_train_step = train.make_train_step
+    make_train_step = steps.make_train_step
 
     def recording_make_train_step(loss_fn, mesh, preprocessing):
         def recording_loss(logits, labels):
@@ -622,9 +622,9 @@ def test_bfloat16_run_trains_with_float32_logits_loss_and_state(tmp_path, monkey
 
         return recording_step
 
-    monkeypatch.setattr(train, "make_train_step", recording_make_train_step)
+    monkeypatch.setattr(steps, "make_train_step", recording_make_train_step)
     config = tiny_config(**{"model.dtype": "bfloat16", "num_epochs": 2})
-    summary = train.train_and_evaluate(config, str(tmp_path))
+    summary = loop.train_and_evaluate(config, str(tmp_path))
     float32 = jnp.dtype("float32")
     assert seen == {"logits": float32, "loss": float32, "state": {float32}}
     history = read_history(tmp_path)
