@@ -25,6 +25,7 @@ background thread `tce_jax.data.prefetch`; `DATASETS`, `load_split` and `prepare
 are re-exported here.
 """
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -69,7 +70,8 @@ def create_datasets(
       config: the run config (reads config.seed, config.data.*, config.noise.*).
       mesh: a `jax.sharding.Mesh` with an axis named "data"; batches are sharded
         over it.
-      workdir: if given, `workdir/labels.npz` receives every label array.
+      workdir: if given, `workdir/labels.npz` receives every label array
+        (written by process 0).
       batch_size: if given, the run's training batch (config.batch_size),
         checked against the loaded split.
 
@@ -90,14 +92,14 @@ def create_datasets(
         train_labels=train_labels,
         test_images=test_images,
         test_labels=test_labels,
+        labels_dir=workdir if jax.process_index() == 0 else None,
     )
-    if batch_size is not None and batch_size > datasets.num_train:
+    if batch_size is not None and batch_size > datasets.splits.num_train:
         raise DataSizeError(
             f"config.batch_size: got {batch_size}; allowed: at most the "
-            f"{datasets.num_train} training examples (an epoch needs one full batch)"
+            f"{datasets.splits.num_train} training examples (an epoch needs one "
+            "full batch)"
         )
-    if workdir is not None and jax.process_index() == 0:
-        datasets.save_labels(workdir)
     return datasets
 
 
@@ -109,6 +111,7 @@ def build_datasets(
     train_labels: np.ndarray,
     test_images: np.ndarray,
     test_labels: np.ndarray,
+    labels_dir: str | None = None,
 ) -> "Datasets":
     """`create_datasets` on splits already in memory (tests and benchmarks).
 
@@ -119,6 +122,7 @@ def build_datasets(
       train_labels: int [N] clean labels.
       test_images: uint8 [M, H, W, C].
       test_labels: int [M].
+      labels_dir: if given, `labels_dir/labels.npz` receives every label array.
 
     Returns:
       A `Datasets`.
@@ -127,16 +131,30 @@ def build_datasets(
         raise ValueError(
             f"mesh must have an axis named {DATA_AXIS!r}, got axes {mesh.axis_names}"
         )
-    splits = make_splits(
-        config,
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=test_images,
-        test_labels=test_labels,
+    info = DATASETS[config.data.dataset]
+    augment = config.data.augment
+    return Datasets(
+        splits=make_splits(
+            config,
+            train_images=train_images,
+            train_labels=train_labels,
+            test_images=test_images,
+            test_labels=test_labels,
+            labels_dir=labels_dir,
+        ),
+        mesh=mesh,
+        preprocessing=preprocessing.Preprocessing(
+            mean=info.mean,
+            std=info.std,
+            crop_padding=info.crop_padding if augment else 0,
+            random_flip=info.random_flip and augment,
+            seed=config.seed,
+            platform=mesh.devices.flat[0].platform,
+        ),
     )
-    return Datasets(splits, mesh=mesh, seed=config.seed, augment=config.data.augment)
 
 
+@dataclasses.dataclass(frozen=True)
 class Datasets:
     """A run's splits (`splits.Splits`) served as sharded global batches.
 
@@ -147,26 +165,15 @@ class Datasets:
 
     Attributes:
       splits: the `Splits`.
+      mesh: the mesh whose axis "data" the batches are sharded over.
       preprocessing: the `preprocessing.Preprocessing` the train and eval steps
         apply to the uint8 images of these batches (the dataset's
         normalisation, and its crop/flip when the config augments).
     """
 
-    def __init__(
-        self, splits: Splits, *, mesh: jax.sharding.Mesh, seed: int, augment: bool
-    ):
-        self.splits = splits
-        self._mesh = mesh
-        self._shuffle_seed = seeding.purpose_seed(seed, "shuffle")
-        info = splits.info
-        self.preprocessing = preprocessing.Preprocessing(
-            mean=info.mean,
-            std=info.std,
-            crop_padding=info.crop_padding if augment else 0,
-            random_flip=info.random_flip and augment,
-            seed=seed,
-            platform=mesh.devices.flat[0].platform,
-        )
+    splits: Splits
+    mesh: jax.sharding.Mesh
+    preprocessing: preprocessing.Preprocessing
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names Datasets lacks: the splits' facts.
@@ -181,7 +188,9 @@ class Datasets:
     def train_order(self, epoch: int) -> np.ndarray:
         """Example indices in the order epoch `epoch` visits them (all of train)."""
         _check_epoch(epoch)
-        keys = seeding.numpy_generator(self._shuffle_seed, epoch).random(self.num_train)
+        keys = seeding.numpy_generator(self.splits.order_seed, epoch).random(
+            self.num_train
+        )
         return self.train_index[np.argsort(keys, kind="stable")]
 
     def train_batches(
@@ -208,10 +217,17 @@ class Datasets:
                 f"batch_size={batch_size} exceeds the {self.num_train} training "
                 "examples: an epoch would have no step"
             )
-        local = self.local_train_batches(
-            epoch, batch_size, rows=self._local_rows(batch_size)
+        order = self.train_order(epoch)
+        splits = self.splits
+        local = batches.train_rows(
+            order,
+            batch_size,
+            rows=process_rows(self.mesh, batch_size, jax.process_index()),
+            images=splits.images,
+            labels=splits.noise.labels,
+            clean_labels=splits.clean_labels,
         )
-        return self.global_batches(local, batch_size)
+        return batches.global_batches(self.mesh, local, batch_size)
 
     def eval_batches(
         self, split: str, batch_size: int
@@ -241,7 +257,7 @@ class Datasets:
         self, local_batches: Iterable[Batch], batch_size: int
     ) -> Iterator[dict[str, jax.Array]]:
         """Global batches from this process's rows (`batches.global_batches`)."""
-        return batches.global_batches(self._mesh, local_batches, batch_size)
+        return batches.global_batches(self.mesh, local_batches, batch_size)
 
     def local_train_batches(
         self, epoch: int, batch_size: int, *, rows: np.ndarray
@@ -291,7 +307,7 @@ class Datasets:
         )
 
     def _check_batch_size(self, batch_size: int) -> None:
-        num_devices = self._mesh.shape[DATA_AXIS]
+        num_devices = self.mesh.shape[DATA_AXIS]
         if not _is_int(batch_size) or batch_size <= 0 or batch_size % num_devices:
             raise ValueError(
                 f"batch_size={batch_size!r} must be a positive multiple of the "
@@ -299,7 +315,7 @@ class Datasets:
             )
 
     def _local_rows(self, batch_size: int) -> np.ndarray:
-        return process_rows(self._mesh, batch_size, jax.process_index())
+        return process_rows(self.mesh, batch_size, jax.process_index())
 
 
 def _is_int(value: Any) -> bool:

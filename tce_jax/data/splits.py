@@ -5,7 +5,8 @@ corrupts its labels once with ``noise.corrupt_labels`` and the config seed's
 "noise" key, holds out a validation part (noisy labels, like train; test stays
 clean) and, under cross-fitting, a held-out fold. An example's index is its
 position in the corrupted train split; ``source_index`` maps it back to tfds.
-``Splits.save_labels`` writes every label array to ``labels.npz``.
+``Splits.save_labels`` writes every label array to ``labels.npz``. Every
+draw comes from its own named stream of the config seed (``seeding``).
 
 What only the loaded data can tell, whether the config's train subset and
 validation part fit the split, is checked here, once, as the split is made
@@ -45,6 +46,8 @@ class Splits:
         the run does not train on, predicted out of sample.
       test_images: uint8 [M, H, W, C].
       test_labels: int32 [M].
+      order_seed: the seed of each epoch's order of the training examples (the
+        config seed's "shuffle" stream).
     """
 
     info: DatasetInfo
@@ -57,6 +60,7 @@ class Splits:
     heldout_index: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    order_seed: int
 
     @property
     def num_train(self) -> int:
@@ -79,8 +83,8 @@ class Splits:
         """Fraction of train (not val) examples whose label changed."""
         return float(self.noise.is_noisy[self.train_index].mean())
 
-    def save_labels(self, workdir: str) -> None:
-        """Writes workdir/labels.npz (atomically: a resumed run rewrites it).
+    def label_arrays(self) -> dict[str, np.ndarray]:
+        """What ``labels.npz`` holds.
 
         Keys: clean_labels, noisy_labels, is_noisy (all [N], by example index),
         train_index, val_index, heldout_index (example indices),
@@ -88,18 +92,24 @@ class Splits:
         (realised over train + val), source_index (tfds train-split position
         of each example index).
         """
+        return {
+            "clean_labels": self.clean_labels,
+            "noisy_labels": self.noise.labels,
+            "is_noisy": self.noise.is_noisy,
+            "train_index": self.train_index,
+            "val_index": self.val_index,
+            "heldout_index": self.heldout_index,
+            "transition_matrix": self.noise.transition_matrix,
+            "rate": np.float64(self.noise.rate),
+            "source_index": self.source_index,
+        }
+
+    def save_labels(self, workdir: str) -> None:
+        """Writes workdir/labels.npz (``label_arrays``; atomically: a resumed
+        run rewrites it)."""
         os.makedirs(workdir, exist_ok=True)
         run_files.write_npz_atomically(
-            os.path.join(workdir, run_files.LABELS_FILE),
-            clean_labels=self.clean_labels,
-            noisy_labels=self.noise.labels,
-            is_noisy=self.noise.is_noisy,
-            train_index=self.train_index,
-            val_index=self.val_index,
-            heldout_index=self.heldout_index,
-            transition_matrix=self.noise.transition_matrix,
-            rate=np.float64(self.noise.rate),
-            source_index=self.source_index,
+            os.path.join(workdir, run_files.LABELS_FILE), **self.label_arrays()
         )
 
 
@@ -110,6 +120,7 @@ def make_splits(
     train_labels: np.ndarray,
     test_images: np.ndarray,
     test_labels: np.ndarray,
+    labels_dir: str | None = None,
 ) -> Splits:
     """The splits of a run, from the dataset's splits in memory.
 
@@ -119,24 +130,50 @@ def make_splits(
       train_labels: int [N] clean labels.
       test_images: uint8 [M, H, W, C].
       test_labels: int [M].
+      labels_dir: if given, ``labels_dir/labels.npz`` receives every label
+        array (``Splits.save_labels``).
 
     Raises:
       DataSizeError: the train subset or the validation part does not fit.
     """
     info = DATASETS[config.data.dataset]
+    data = config.data
     num_source = len(train_labels)
-    split_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "split"))
-    subset_size = config.data.train_subset or num_source
+    subset_size = data.train_subset or num_source
     if subset_size > num_source:
         raise DataSizeError(
             f"config.data.train_subset: got {subset_size}; allowed: at most the "
             f"{num_source} examples of the {info.name} train split (0: all of them)"
         )
-    source_index = np.sort(_uniform_choice(split_rng, num_source, subset_size))
+    num_val = data.validation_examples or round(data.validation_fraction * subset_size)
+    if num_val >= subset_size:
+        raise DataSizeError(
+            f"config.data.validation_fraction: got {data.validation_fraction}; "
+            f"allowed: a fraction that leaves training examples out of "
+            f"{subset_size} (it holds out {num_val}; "
+            f"validation_examples={data.validation_examples})"
+        )
+    # Every draw, each from its own stream of the config seed: the subset, then
+    # the validation part ("split"), the folds, the epochs' order, the noise.
+    split_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "split"))
+    source_index = np.sort(seeding.uniform_choice(split_rng, num_source, subset_size))
+    val_index = np.sort(seeding.uniform_choice(split_rng, subset_size, num_val))
+    train_index = np.setdiff1d(np.arange(subset_size), val_index)
+    heldout_index = np.zeros(0, dtype=train_index.dtype)
+    if data.holdout_folds:
+        # Cross-fitting: the training examples (noisy labels as below) split
+        # into holdout_folds folds; this run trains on all but one and predicts it.
+        fold_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "folds"))
+        order = seeding.uniform_choice(fold_rng, len(train_index), len(train_index))
+        folds = np.array_split(train_index[order], data.holdout_folds)
+        heldout_index = np.sort(folds[data.holdout_fold])
+        train_index = np.setdiff1d(train_index, heldout_index)
+    order_seed = seeding.purpose_seed(config.seed, "shuffle")
+    noise_key = seeding.purpose_key(config.seed, "noise")
     clean_labels = np.asarray(train_labels, dtype=np.int32)[source_index]
     images = np.asarray(train_images)[source_index]
     noisy = noise.corrupt_labels(
-        seeding.purpose_key(config.seed, "noise"),
+        noise_key,
         clean_labels,
         num_classes=info.num_classes,
         rate=config.noise.rate,
@@ -149,28 +186,7 @@ def make_splits(
             else None
         ),
     )
-    num_val = config.data.validation_examples or round(
-        config.data.validation_fraction * subset_size
-    )
-    if num_val >= subset_size:
-        raise DataSizeError(
-            f"config.data.validation_fraction: got "
-            f"{config.data.validation_fraction}; allowed: a fraction that leaves "
-            f"training examples out of {subset_size} (it holds out {num_val}; "
-            f"validation_examples={config.data.validation_examples})"
-        )
-    val_index = np.sort(_uniform_choice(split_rng, subset_size, num_val))
-    train_index = np.setdiff1d(np.arange(subset_size), val_index)
-    heldout_index = np.zeros(0, dtype=train_index.dtype)
-    if config.data.holdout_folds:
-        # Cross-fitting: the training examples (noisy labels as above) split into
-        # holdout_folds folds; this run trains on all but one and predicts it.
-        fold_rng = seeding.numpy_generator(seeding.purpose_seed(config.seed, "folds"))
-        order = _uniform_choice(fold_rng, len(train_index), len(train_index))
-        folds = np.array_split(train_index[order], config.data.holdout_folds)
-        heldout_index = np.sort(folds[config.data.holdout_fold])
-        train_index = np.setdiff1d(train_index, heldout_index)
-    return Splits(
+    splits = Splits(
         info=info,
         images=images,
         clean_labels=clean_labels,
@@ -181,11 +197,11 @@ def make_splits(
         heldout_index=heldout_index,
         test_images=np.asarray(test_images),
         test_labels=np.asarray(test_labels, dtype=np.int32),
+        order_seed=order_seed,
     )
-
-
-def _uniform_choice(
-    rng: np.random.Generator, population: int, count: int
-) -> np.ndarray:
-    """`count` distinct integers of range(population), uniformly, in draw order."""
-    return np.argsort(rng.random(population), kind="stable")[:count]
+    if labels_dir is not None:
+        os.makedirs(labels_dir, exist_ok=True)
+        run_files.write_npz_atomically(
+            os.path.join(labels_dir, run_files.LABELS_FILE), **splits.label_arrays()
+        )
+    return splits

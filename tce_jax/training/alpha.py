@@ -82,15 +82,25 @@ class AlphaRule:
         )
 
 
+def _value(loss: Any, field: str) -> Any:
+    """``loss.<field>``; None where the section lacks it (an older config)."""
+    return loss[field] if field in loss else None
+
+
 def _rule_name(loss: Any) -> str:
-    return loss.get(RULE_FIELD, FIXED)
+    return loss[RULE_FIELD] if RULE_FIELD in loss else FIXED
 
 
 def _settings(loss: Any) -> dict[str, Any]:
     """Each setting of the named rule: ``loss.<setting>``, or its default."""
+    defaults = (
+        alpha_rules.RULES[rule]
+        if (rule := _rule_name(loss)) in alpha_rules.RULES
+        else {}
+    )
     return {
-        name: default if loss.get(name) is None else loss.get(name)
-        for name, default in alpha_rules.RULES.get(_rule_name(loss), {}).items()
+        name: default if _value(loss, name) is None else _value(loss, name)
+        for name, default in defaults.items()
     }
 
 
@@ -122,10 +132,10 @@ def check(config: Any, *, num_classes: int, require: Require) -> None:
         ", ".join(alpha_rules.names()),
         rule,
     )
-    takes = alpha_rules.RULES.get(rule, {})
+    takes = alpha_rules.RULES[rule] if rule in alpha_rules.RULES else {}
     for field in alpha_rules.setting_names():
         require(
-            field in takes or loss.get(field) is None,
+            field in takes or _value(loss, field) is None,
             f"loss.{field}",
             "unset unless loss.alpha_rule is one of "
             + ", ".join(
@@ -133,7 +143,7 @@ def check(config: Any, *, num_classes: int, require: Require) -> None:
                 for name, settings in alpha_rules.RULES.items()
                 if field in settings
             ),
-            loss.get(field),
+            _value(loss, field),
         )
     if rule == FIXED:
         return
@@ -144,10 +154,10 @@ def check(config: Any, *, num_classes: int, require: Require) -> None:
         rule,
     )
     require(
-        loss.get("alpha") is None,
+        _value(loss, "alpha") is None,
         "loss.alpha",
         f"unset with loss.alpha_rule={rule} (the rule sets alpha)",
-        loss.get("alpha"),
+        _value(loss, "alpha"),
     )
     settings = _settings(loss)
     floor = alpha_rules.initial_alpha(num_classes)

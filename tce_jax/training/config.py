@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -100,11 +100,14 @@ class LossConfig:
       hparams: what ``losses.get(name, **hparams)`` builds it with
         (``loss_hparams``).
       alpha: how TCE's alpha is set (fixed, or by a self-tuning rule).
+      fn: the loss built, ``losses.get(name, **hparams)``: the per-example
+        ``fn(logits, labels[, alpha=...])``.
     """
 
     name: str
     hparams: Mapping[str, Any]
     alpha: alpha.AlphaRule
+    fn: Callable[..., Any] = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,19 +140,23 @@ class RunConfig:
         return copy.deepcopy(dict(self.effective))
 
 
-def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The hyperparameters the run's loss is built with (``losses.get(name, **them)``).
+def resolve_loss(config: ml_collections.ConfigDict) -> LossConfig:
+    """The loss, its hyperparameters and the alpha rule, resolved and built.
 
-    Each is the value set in ``config.loss`` or, where that is None, the
-    loss's setting for ``config.data.dataset`` (``losses.defaults(name,
-    dataset)``: the setting its authors published for that dataset, else
-    CIFAR-10's; TCE's alpha 1/K; docs/losses.md). ``name`` and the alpha
-    rule's fields (``alpha.config_fields``) are not hyperparameters of the
-    loss, and under a self-tuning rule ``alpha`` is the rule's, so it is left
-    out. A value set for a hyperparameter the loss does not take is kept, so
-    that ``losses.get`` rejects it.
+    Each hyperparameter is the value set in ``config.loss`` or, where that is
+    None, the loss's setting for ``config.data.dataset`` (``losses.defaults(
+    name, dataset)``: the setting its authors published for that dataset, else
+    CIFAR-10's; TCE's alpha 1/K; docs/losses.md). ``name`` and the alpha rule's
+    fields (``alpha.config_fields``) are not hyperparameters of the loss, and
+    under a self-tuning rule ``alpha`` is the rule's, so it is left out.
+
+    Raises:
+      losses.UnknownHyperparameterError, ValueError, TypeError: from
+        ``losses.get``, for a value set for a hyperparameter the loss does not
+        take or outside its range (the validator words them for the config).
     """
     loss = config.loss
+    rule = alpha.from_loss_config(loss)
     not_hparams = {"name", *alpha.config_fields()}
     given = {
         name: value
@@ -161,9 +168,20 @@ def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
         losses.defaults(loss.name, dataset, num_classes=DATASETS[dataset].num_classes)
         | given
     )
-    if not alpha.from_loss_config(loss).is_fixed:
+    if not rule.is_fixed:
         hparams.pop("alpha", None)
-    return hparams
+    return LossConfig(
+        name=loss.name,
+        hparams=types.MappingProxyType(hparams),
+        alpha=rule,
+        fn=losses.get(loss.name, **hparams),
+    )
+
+
+def loss_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The hyperparameters the run's loss is built with (``losses.get(name,
+    **them)``), as ``resolve_loss`` resolves them."""
+    return dict(resolve_loss(config).hparams)
 
 
 def effective_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -171,21 +189,13 @@ def effective_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     ``config.loss`` carries a placeholder for every hyperparameter of every
     loss; here it holds only the chosen loss's hyperparameters, each with the
-    value the loss uses (``loss_hparams``: set, or the dataset's setting), and
+    value the loss uses (``resolve_loss``: set, or the dataset's setting), and
     the alpha rule with its resolved settings (under a self-tuning rule,
     ``alpha`` is the rule's and left out). Two runs with equal effective
     configs train the same model whatever the defaults were when each ran, so
     comparisons match runs on this.
     """
-    effective = config.to_dict()
-    rule = alpha.from_loss_config(config.loss)
-    effective["loss"] = {
-        "name": config.loss.name,
-        **loss_hparams(config),
-        alpha.RULE_FIELD: rule.name,
-        **rule.settings,
-    }
-    return effective
+    return resolve(config).as_effective()
 
 
 def _section(cls: type, node: Any, **resolved: Any) -> Any:
@@ -197,24 +207,37 @@ def _section(cls: type, node: Any, **resolved: Any) -> Any:
 def resolve(config: ml_collections.ConfigDict) -> RunConfig:
     """The ``RunConfig`` of a config the validator accepted.
 
-    ``config_validation.read`` calls it after the checks; it trusts the config.
+    ``config_validation.read`` calls it after checking the fields; it trusts
+    them.
     """
-    loss = LossConfig(
-        name=config.loss.name,
-        hparams=types.MappingProxyType(loss_hparams(config)),
-        alpha=alpha.from_loss_config(config.loss),
-    )
-    return _section(
-        RunConfig,
-        config,
-        data=_section(DataConfig, config.data),
-        noise=_section(NoiseConfig, config.noise),
-        model=_section(
+    sections = {
+        "data": _section(DataConfig, config.data),
+        "noise": _section(NoiseConfig, config.noise),
+        "model": _section(
             ModelConfig, config.model, compute_dtype=jnp.dtype(config.model.dtype)
         ),
-        optimizer=_section(OptimizerConfig, config.optimizer),
-        schedule=_section(ScheduleConfig, config.schedule),
+        "optimizer": _section(OptimizerConfig, config.optimizer),
+        "schedule": _section(ScheduleConfig, config.schedule),
+    }
+    loss = resolve_loss(config)
+    effective = config.to_dict()
+    effective["loss"] = {
+        "name": loss.name,
+        **loss.hparams,
+        alpha.RULE_FIELD: loss.alpha.name,
+        **loss.alpha.settings,
+    }
+    return RunConfig(
+        seed=config.seed,
+        num_epochs=config.num_epochs,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        log_every_steps=config.log_every_steps,
+        eval_every_epochs=config.eval_every_epochs,
+        test_eval_every_epochs=config.test_eval_every_epochs,
+        checkpoint_keep=config.checkpoint_keep,
+        **sections,
         loss=loss,
         given=types.MappingProxyType(config.to_dict()),
-        effective=types.MappingProxyType(effective_config(config)),
+        effective=types.MappingProxyType(effective),
     )

@@ -43,6 +43,11 @@ def read(
 ) -> run_config.RunConfig:
     """Checks the config and returns it as the run reads it.
 
+    The fields are checked first, then the config is resolved
+    (``config.resolve``: the loss is built there, and the registry checks its
+    hyperparameters' ranges), then the alpha rule's rules are applied
+    (``alpha.check``).
+
     Args:
       config: the full run config (see ``configs/default.py``).
       num_devices: the number of devices the run shards the batch over.
@@ -54,12 +59,38 @@ def read(
     Raises:
       ConfigError: with a one-line message naming the first field not allowed.
     """
-    validate(config, num_devices=num_devices)
-    return run_config.resolve(config)
+    _validate_fields(config, num_devices=num_devices)
+    name = config.loss["name"]
+    try:
+        # Builds the loss: the registry checks its hyperparameters' ranges.
+        resolved = run_config.resolve(config)
+    except losses.UnknownHyperparameterError as error:
+        field = error.unknown[0]
+        raise ConfigError(
+            f"config.loss.{field}: got {config.loss[field]!r}; allowed: unset: not "
+            f"a hyperparameter of loss {name!r} (it takes: "
+            f"{', '.join(error.allowed) or 'none'})"
+        ) from None
+    except (ValueError, TypeError) as error:
+        # The registry's message starts with the hyperparameter it rejects.
+        reason = " ".join(str(error).split())
+        field = re.match(r"\w*", reason).group(0)
+        field = field if field in config.loss and field != "name" else "name"
+        raise ConfigError(
+            f"config.loss.{field}: got {config.loss[field]!r}; allowed: what loss "
+            f"{name!r} accepts ({reason})"
+        ) from None
+    alpha.check(
+        config,
+        num_classes=DATASETS[config.data.dataset].num_classes,
+        require=_require,
+    )
+    return resolved
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
-    """Raises ``ConfigError`` on the first field that is not allowed.
+    """Raises ``ConfigError`` on the first field that is not allowed (``read``
+    without its result).
 
     Args:
       config: the full run config (see ``configs/default.py``).
@@ -68,6 +99,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     Raises:
       ConfigError: with a one-line message naming the field.
     """
+    read(config, num_devices=num_devices)
+
+
+def _validate_fields(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
+    """Every field but the loss's hyperparameters and the alpha rule."""
     _validate_seed(config)
     _require(
         _is_int(config.num_epochs) and config.num_epochs > 0,
@@ -102,8 +138,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         "an int >= 1",
         config.checkpoint_keep,
     )
-    _validate_data_fields(config)
-
     model = config.model
     allowed_models = ", ".join(models.names())
     _require(model.name in models.names(), "model.name", allowed_models, model.name)
@@ -120,13 +154,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         model.dtype,
     )
 
-    _validate_loss(config)
-    alpha.check(
-        config,
-        num_classes=DATASETS[config.data.dataset].num_classes,
-        require=_require,
+    loss_name = config.loss["name"]
+    _require(
+        loss_name in losses.names(), "loss.name", ", ".join(losses.names()), loss_name
     )
-
     optimizer = config.optimizer
     _require(
         _is_number(optimizer.learning_rate) and optimizer.learning_rate > 0,
@@ -153,6 +184,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         optimizer.weight_decay,
     )
     _validate_schedule(config)
+    # Last: it ends with the noise library's own check.
+    _validate_data_fields(config)
 
 
 def validate_data(config: ml_collections.ConfigDict) -> None:
@@ -182,37 +215,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
-def _validate_loss(config: ml_collections.ConfigDict) -> None:
-    loss = config.loss
-    name = loss["name"]
-    _require(name in losses.names(), "loss.name", ", ".join(losses.names()), name)
-    try:
-        losses.get(name, **run_config.loss_hparams(config))
-    except losses.UnknownHyperparameterError as error:
-        field = error.unknown[0]
-        _require(
-            False,
-            f"loss.{field}",
-            f"unset: not a hyperparameter of loss {name!r} (it takes: "
-            f"{', '.join(error.allowed) or 'none'})",
-            loss.get(field),
-        )
-    except (ValueError, TypeError) as error:
-        # The registry's message starts with the hyperparameter it rejects.
-        reason = _one_line(error)
-        field = re.match(r"\w*", reason).group(0)
-        _require(
-            False,
-            f"loss.{field}" if field in loss else "loss.name",
-            f"what loss {name!r} accepts ({reason})",
-            loss.get(field, name),
-        )
 
 
 def _validate_schedule(config: ml_collections.ConfigDict) -> None:
@@ -347,15 +349,13 @@ def _validate_data_fields(config: ml_collections.ConfigDict) -> None:
     try:
         noise.check_arguments(num_classes=num_classes, **arguments)
     except ValueError as error:
-        reason = _one_line(error)
+        reason = " ".join(str(error).split())
         # The library's message starts with the argument it rejects (kind= or
         # transition_matrix).
         field = re.match(r"\w+", reason).group(0)
         field = field if field in arguments else "kind"
-        _require(
-            False,
-            f"noise.{field}",
-            f"what noise.check_arguments accepts ({reason}; "
-            f"config.data.dataset={name!r} has {num_classes} classes)",
-            arguments[field],
-        )
+        raise ConfigError(
+            f"config.noise.{field}: got {arguments[field]!r}; allowed: what "
+            f"noise.check_arguments accepts ({reason}; config.data.dataset="
+            f"{name!r} has {num_classes} classes)"
+        ) from None

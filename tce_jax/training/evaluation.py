@@ -5,6 +5,7 @@ numbers from its first shard (``to_host``), joined on the device first so
 that each array is one copy (``concatenate_to_host``).
 """
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -100,3 +101,74 @@ def train_split_metrics(split: dict[str, np.ndarray]) -> dict[str, float | None]
             )
         ),
     }
+
+
+def improves(val_accuracy: float | None, best_val: float | None) -> bool:
+    """Whether an epoch's noisy-val accuracy beats every earlier epoch's.
+
+    Selection takes the earliest epoch of the best accuracy, which is always
+    such an epoch; so testing at these epochs (and the last) covers every test
+    accuracy a summary reports.
+    """
+    return val_accuracy is not None and (best_val is None or val_accuracy > best_val)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """Eval-mode passes of a run over its splits.
+
+    Attributes:
+      eval_step: from ``steps.make_eval_step``.
+      datasets: the run's ``input_pipeline.Datasets``.
+      batch_size: the global eval batch size.
+    """
+
+    eval_step: Callable[[TrainState, dict[str, jax.Array]], dict[str, jax.Array]]
+    datasets: Any
+    batch_size: int
+
+    def split(self, state: TrainState, split: str) -> dict[str, np.ndarray]:
+        """Eval-mode outputs on a whole split (``evaluate_split``)."""
+        return evaluate_split(
+            self.eval_step, state, self.datasets.eval_batches(split, self.batch_size)
+        )
+
+    def epoch(
+        self, state: TrainState, *, test_due: bool, best_val: float | None
+    ) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
+        """Accuracies on train, (noisy) val and test (``ACCURACY_KEYS``), and the
+        train outputs.
+
+        Test is evaluated when ``test_due`` or when val improves on
+        ``best_val`` (the best noisy-val accuracy of the earlier epochs);
+        otherwise its accuracy is None.
+        """
+        train_eval = self.split(state, "train")
+        val_accuracy = None
+        if self.datasets.num_val:
+            val = self.split(state, "val")
+            val_accuracy = accuracy(val["prediction"], val["label"])
+        test_accuracy = None
+        if test_due or improves(val_accuracy, best_val):
+            test = self.split(state, "test")
+            test_accuracy = accuracy(test["prediction"], test["clean_label"])
+        accuracies = {
+            **train_split_metrics(train_eval),
+            "val_accuracy": val_accuracy,
+            "test_accuracy": test_accuracy,
+        }
+        assert tuple(accuracies) == ACCURACY_KEYS
+        return accuracies, train_eval
+
+    def predictions(
+        self, state: TrainState, train_eval: dict[str, np.ndarray] | None
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """The outputs a run saves as predictions: on train (``train_eval``, or
+        evaluated now when None) and on the held-out fold if any. Every process
+        evaluates (the eval step is a collective)."""
+        outputs = {
+            "train": self.split(state, "train") if train_eval is None else train_eval
+        }
+        if self.datasets.num_heldout:
+            outputs["heldout"] = self.split(state, "heldout")
+        return outputs

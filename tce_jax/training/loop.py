@@ -1,8 +1,8 @@
 """The training loop: one noisy-label run from its config to its metrics.
 
 ``train_and_evaluate(config, workdir)`` reads as setup (``_set_up``: the
-config read once, data, model, train state, jitted steps), restore
-(``_restore``), epochs (``_train_epochs``: train, evaluate, follow the alpha
+config read once, data, model, train state, jitted steps), restore (the
+newest checkpoint), epochs (``_train_epochs``: train, evaluate, follow the alpha
 rule, checkpoint, write metrics) and summary (``_finish``). One ``('data',)``
 mesh spans all devices: the global batch is sharded along it, the state
 replicated; every process runs the same function on its own rows and process 0
@@ -32,7 +32,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from tce_jax import losses, run_environment, run_files
+from tce_jax import run_environment, run_files
 from tce_jax.data import input_pipeline
 from tce_jax.selection import select_on_validation
 from tce_jax.training import (
@@ -84,7 +84,23 @@ def train_and_evaluate(
         keep=run.config.checkpoint_keep,
         keep_best=run.datasets.num_val > 0,
     )
-    start_epoch, state, history = _restore(run, state, checkpointer)
+    # Resumes from the newest readable checkpoint, if any; a resumed run's
+    # metrics.jsonl is cut back to the checkpoint's history.
+    start_epoch, history = 0, []
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+        start_epoch, state, history = restored
+        step = int(evaluation.to_host(state.step))
+        if step != start_epoch * run.steps_per_epoch:
+            raise ConfigError(
+                f"config.batch_size: the checkpoint in {run.workdir} is at step "
+                f"{step} after {start_epoch} epochs, which this config "
+                f"({run.steps_per_epoch} steps per epoch) cannot continue; use a "
+                "new workdir"
+            )
+        logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
+        if run.is_writer:
+            run_files.write_metrics(run.workdir, history)
     writer = records.create_writer(run.workdir, is_writer=run.is_writer)
     if start_epoch == 0:
         writer.write_hparams(
@@ -117,15 +133,7 @@ class _Run:
     steps_per_epoch: int
     learning_rate: optax.Schedule
     train_step: Callable
-    eval_step: Callable
-
-    def evaluate(self, state: steps.TrainState, split: str) -> dict[str, np.ndarray]:
-        """Eval-mode outputs on a whole split (``evaluation.evaluate_split``)."""
-        return evaluation.evaluate_split(
-            self.eval_step,
-            state,
-            self.datasets.eval_batches(split, self.config.eval_batch_size),
-        )
+    evaluator: evaluation.Evaluator
 
 
 def _set_up(
@@ -164,25 +172,28 @@ def _set_up(
     )
     steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
     learning_rate = optim.create_learning_rate_schedule(config, steps_per_epoch)
+    optimizer = optim.create_optimizer(config, learning_rate)
+    rule_state = config.loss.alpha.init_state(
+        num_classes=datasets.info.num_classes,
+        num_epochs=config.num_epochs,
+        eval_every_epochs=config.eval_every_epochs,
+    )
     model = models.get(
         config.model.name,
         num_classes=datasets.info.num_classes,
         width_multiplier=config.model.width_multiplier,
         dtype=config.model.compute_dtype,
     )
+    train_step = steps.make_train_step(config.loss.fn, mesh, datasets.preprocessing)
+    eval_step = steps.make_eval_step(mesh, datasets.preprocessing)
     state = steps.create_train_state(
         model,
-        optim.create_optimizer(config, learning_rate),
+        optimizer,
         image_shape=datasets.info.image_shape,
         seed=config.seed,
         mesh=mesh,
-        alpha_rule=config.loss.alpha.init_state(
-            num_classes=datasets.info.num_classes,
-            num_epochs=config.num_epochs,
-            eval_every_epochs=config.eval_every_epochs,
-        ),
+        alpha_rule=rule_state,
     )
-    loss_fn = losses.get(config.loss.name, **config.loss.hparams)
     run = _Run(
         config=config,
         workdir=workdir,
@@ -193,35 +204,12 @@ def _set_up(
         datasets=datasets,
         steps_per_epoch=steps_per_epoch,
         learning_rate=learning_rate,
-        train_step=steps.make_train_step(loss_fn, mesh, datasets.preprocessing),
-        eval_step=steps.make_eval_step(mesh, datasets.preprocessing),
+        train_step=train_step,
+        evaluator=evaluation.Evaluator(
+            eval_step=eval_step, datasets=datasets, batch_size=config.eval_batch_size
+        ),
     )
     return run, state
-
-
-def _restore(
-    run: _Run, state: steps.TrainState, checkpointer: checkpointing.Checkpointer
-) -> tuple[int, steps.TrainState, list[dict[str, Any]]]:
-    """The newest readable checkpoint's (epoch, state, history), or a fresh start.
-
-    A resumed run's ``metrics.jsonl`` is cut back to the checkpoint's history.
-    """
-    restored = checkpointer.restore_latest(state)
-    if restored is None:
-        return 0, state, []
-    start_epoch, state, history = restored
-    step = int(evaluation.to_host(state.step))
-    if step != start_epoch * run.steps_per_epoch:
-        raise ConfigError(
-            f"config.batch_size: the checkpoint in {run.workdir} is at step "
-            f"{step} after {start_epoch} epochs, which this config "
-            f"({run.steps_per_epoch} steps per epoch) cannot continue; use a new "
-            f"workdir"
-        )
-    logging.info("Resumed from the checkpoint of epoch %d.", start_epoch)
-    if run.is_writer:
-        run_files.write_metrics(run.workdir, history)
-    return start_epoch, state, history
 
 
 def _train_epochs(
@@ -270,11 +258,13 @@ def _train_epochs(
             state = state.replace(
                 alpha_rule=jax.device_put(rule, NamedSharding(run.mesh, P()))
             )
-        if _improves(record["val_accuracy"], best_val):
+        if evaluation.improves(record["val_accuracy"], best_val):
             best_val = record["val_accuracy"]
             # Written before the checkpoint: a run killed in between redoes
             # this epoch and writes the same predictions again.
-            _save_run_predictions(run, state, train_eval, at_best_val=True)
+            predictions = run.evaluator.predictions(state, train_eval)
+            if run.is_writer:
+                records.save_run_predictions(run.workdir, predictions, at_best_val=True)
         history.append(record)
         checkpointer.save(epoch, state, history)
         writer.write_scalars(
@@ -296,8 +286,8 @@ def _finish(
     wall_start: float,
 ) -> dict[str, Any]:
     """Writes the summary and the final predictions; returns the summary."""
-    if train_eval is None:  # Relaunched after the last epoch: nothing to train.
-        train_eval = run.evaluate(state, "train")
+    # train_eval is None when relaunched after the last epoch: nothing to train.
+    predictions = run.evaluator.predictions(state, train_eval)
     summary = records.summarize(
         history,
         config=run.config,
@@ -306,72 +296,11 @@ def _finish(
         commit=run.commit,
         environment=run.environment,
     )
-    _save_run_predictions(run, state, train_eval, at_best_val=False)
     if run.is_writer:
+        records.save_run_predictions(run.workdir, predictions, at_best_val=False)
         run_files.write_summary(run.workdir, summary)
     logging.info("summary: %s", json.dumps({k: summary[k] for k in list(summary)[:8]}))
     return summary
-
-
-def _improves(val_accuracy: float | None, best_val: float | None) -> bool:
-    """Whether an epoch's noisy-val accuracy beats every earlier epoch's.
-
-    Selection takes the earliest epoch of the best accuracy, which is always
-    such an epoch; so testing at these epochs (and the last) covers every test
-    accuracy a summary reports.
-    """
-    return val_accuracy is not None and (best_val is None or val_accuracy > best_val)
-
-
-def _save_run_predictions(
-    run: _Run,
-    state: steps.TrainState,
-    train_eval: dict[str, np.ndarray],
-    *,
-    at_best_val: bool,
-) -> None:
-    """Saves the predictions on train (``train_eval``) and on the held-out fold
-    if any. Every process evaluates (the eval step is a collective); process 0
-    writes."""
-    splits = {"train": train_eval}
-    if run.datasets.num_heldout:
-        splits["heldout"] = run.evaluate(state, "heldout")
-    if run.is_writer:
-        for split, outputs in splits.items():
-            records.save_predictions(
-                os.path.join(
-                    run.workdir,
-                    run_files.predictions_file(split, at_best_val=at_best_val),
-                ),
-                outputs,
-            )
-
-
-def _evaluate_all(
-    run: _Run, state: steps.TrainState, *, test_due: bool, best_val: float | None
-) -> tuple[dict[str, float | None], dict[str, np.ndarray]]:
-    """Eval-mode accuracies on train, (noisy) val and test, and the train outputs.
-
-    Test is evaluated when ``test_due`` or when val improves on ``best_val``
-    (the best noisy-val accuracy of the earlier epochs); otherwise its accuracy
-    is None.
-    """
-    train_eval = run.evaluate(state, "train")
-    val_accuracy = None
-    if run.datasets.num_val:
-        val = run.evaluate(state, "val")
-        val_accuracy = evaluation.accuracy(val["prediction"], val["label"])
-    test_accuracy = None
-    if test_due or _improves(val_accuracy, best_val):
-        test = run.evaluate(state, "test")
-        test_accuracy = evaluation.accuracy(test["prediction"], test["clean_label"])
-    accuracies = {
-        **evaluation.train_split_metrics(train_eval),
-        "val_accuracy": val_accuracy,
-        "test_accuracy": test_accuracy,
-    }
-    assert tuple(accuracies) == evaluation.ACCURACY_KEYS
-    return accuracies, train_eval
 
 
 def _run_epoch(
@@ -385,7 +314,7 @@ def _run_epoch(
     test_due: bool,
     best_val: float | None,
 ) -> tuple[steps.TrainState, dict[str, Any], dict[str, np.ndarray] | None]:
-    """Trains one epoch, then (if ``evaluate``) evaluates (``_evaluate_all``).
+    """Trains one epoch, then (if ``evaluate``) evaluates (``Evaluator.epoch``).
 
     The record of an epoch that is not evaluated has None for every accuracy.
     """
@@ -422,8 +351,8 @@ def _run_epoch(
     timed_steps = len(step_losses) - 1
 
     if evaluate:
-        accuracies, train_eval = _evaluate_all(
-            run, state, test_due=test_due, best_val=best_val
+        accuracies, train_eval = run.evaluator.epoch(
+            state, test_due=test_due, best_val=best_val
         )
     else:
         accuracies, train_eval = dict.fromkeys(evaluation.ACCURACY_KEYS), None

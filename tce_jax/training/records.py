@@ -123,3 +123,17 @@ def flat_hparams(config: dict[str, Any]) -> dict[str, Any]:
         for name, value in flat.items()
         if isinstance(value, bool | int | float | str)
     }
+
+
+def save_run_predictions(
+    workdir: str, outputs: dict[str, dict[str, np.ndarray]], *, at_best_val: bool
+) -> None:
+    """Saves each split's outputs (``evaluation.Evaluator.predictions``) as the
+    run's predictions: at the best noisy-val epoch so far, or at the end."""
+    for split, split_outputs in outputs.items():
+        save_predictions(
+            os.path.join(
+                workdir, run_files.predictions_file(split, at_best_val=at_best_val)
+            ),
+            split_outputs,
+        )
