@@ -4,14 +4,14 @@
 (``configs/*.py``) and turns it into a ``RunConfig`` with ``resolve``: typed,
 frozen sections with the attribute names of the config file, and everything
 the run would otherwise work out again and again resolved here once: the loss
-hyperparameters (each set, or the loss's setting for the dataset), the alpha
-rule and its settings (``alpha.AlphaRule``), the model's computation dtype,
-the config as given and the effective config a run records. Nothing reads
-the ConfigDict after that, and nothing goes back to the validator.
+hyperparameters (each set, or the loss's setting for the dataset) and the loss
+built with them, the alpha rule and its settings (``alpha.AlphaRule``), the
+model's computation dtype, the config as given and the effective config a run
+records. Nothing reads the ConfigDict after that, and nothing goes back to the
+validator.
 
-``loss_hparams`` and ``effective_config`` are the resolution rules themselves,
-also for configs that were not read (the validator and reports of sweeps use
-them).
+``loss_hparams`` and ``effective_config`` give two of these for a config
+without reading the rest (tests, and the baseline settings' check).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _concatenate(chunks: list[Any]) -> Any:
 
 
 def concatenate_to_host(chunks: list[Any]) -> Any:
-    """`_to_host` of the chunks joined on the device: one copy per array, not chunk.
+    """``to_host`` of the chunks joined on the device: one copy per array, not chunk.
 
     Each copy from an accelerator is a round trip; the join is one small program
     (compiled once per number of chunks).
