@@ -276,7 +276,7 @@ def _run(config: ml_collections.ConfigDict) -> int:
     """Prepares the dataset, joins the job (--multihost) and trains."""
     # TensorFlow comes with these; the supervising parent needs none of it.
     from tce_jax.data import input_pipeline
-    from tce_jax.training import checkpointing, loop
+    from tce_jax.training import checkpointing, loop, progress
 
     try:
         # Before joining: a process waiting for the data dir's lock, or failing
@@ -302,7 +302,7 @@ def _run(config: ml_collections.ConfigDict) -> int:
         loop.train_and_evaluate(config, _WORKDIR.value, start_over=_START_OVER.value)
     except (ConfigError, input_pipeline.DataSizeError) as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
-    except loop.NonFiniteLossError as error:
+    except progress.NonFiniteLossError as error:
         return _fail(f"stopped: {error}", EXIT_NON_FINITE_LOSS)
     except checkpointing.RestoreError as error:  # Every process of a job agrees.
         return _fail(f"stopped: {error}", EXIT_CHECKPOINT_UNREADABLE)

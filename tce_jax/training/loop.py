@@ -74,7 +74,7 @@ def train_and_evaluate(
       ConfigError: the config is not valid, or would train
         another model than the run in ``workdir`` (``relaunch.check``).
       checkpointing.RestoreError: a checkpoint could not be read (all kept).
-      NonFiniteLossError: the loss became NaN/inf (the last good checkpoint
+      progress.NonFiniteLossError: the loss became NaN/inf (the last good checkpoint
         is kept).
     """
     wall_start = time.perf_counter()

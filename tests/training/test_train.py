@@ -31,7 +31,15 @@ from tiny_run import (
 
 from tce_jax import alpha_rules, losses, run_environment
 from tce_jax.data import input_pipeline, preprocessing
-from tce_jax.training import config_validation, evaluation, loop, models, optim, steps
+from tce_jax.training import (
+    config_validation,
+    evaluation,
+    loop,
+    models,
+    optim,
+    progress,
+    steps,
+)
 
 # Crop and flip on, as for CIFAR: the steps below run the whole augmentation.
 PREPROCESSING = preprocessing.Preprocessing(
@@ -560,7 +568,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         return lambda logits, labels, **kw: loss_fn(logits, labels, **kw) * jnp.nan
 
     monkeypatch.setattr(losses, "get", nan_loss)
-    with pytest.raises(loop.NonFiniteLossError, match=r"at epoch 4, step \d+"):
+    with pytest.raises(progress.NonFiniteLossError, match=r"at epoch 4, step \d+"):
         loop.train_and_evaluate(tiny_config(num_epochs=5), str(workdir))
     assert len(read_history(workdir)) == 3
     steps = sorted(
