@@ -1,4 +1,4 @@
-r"""Trains one classifier under label noise: flags in, train.train_and_evaluate out.
+r"""Trains one classifier under label noise: flags in, loop.train_and_evaluate out.
 
   python3 launch.py --config=configs/cpu_smoke.py --workdir=/tmp/tce_smoke
   python3 launch.py --config=configs/cifar10.py --workdir=runs/c10_gce_40 \
@@ -52,7 +52,15 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tce_jax import compilation_cache, config_validation, job_supervisor, relaunch
+from tce_jax import run_files
+from tce_jax.training import (
+    command_line,
+    compilation_cache,
+    config_validation,
+    job_supervisor,
+    relaunch,
+)
+from tce_jax.training.config import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file in configs/.", lock_config=True
@@ -238,22 +246,24 @@ def main(argv: list[str]) -> int:
                     EXIT_INVALID_CONFIG,
                 )
     try:
-        config = config_validation.config_from_flag(_CONFIG)
-    except config_validation.ConfigError as error:
+        config = command_line.config_from_flag(_CONFIG)
+    except ConfigError as error:
         return _fail(str(error), EXIT_INVALID_CONFIG)
-    if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
-        return _fail(
-            f"--workdir={_WORKDIR.value}: is a file; allowed: a directory (created "
-            "if missing; an existing one resumes its run)",
-            EXIT_INVALID_CONFIG,
-        )
+    problem = run_files.not_a_directory(
+        "workdir",
+        _WORKDIR.value,
+        "a directory (created if missing; an existing one resumes its run)",
+    )
+    if problem:
+        return _fail(problem, EXIT_INVALID_CONFIG)
     try:
-        # Everything but the device count, known once the job is joined (train
-        # checks it), and the run already in the workdir: before any work.
-        config_validation.validate(config, num_devices=1)
+        # Before any work, every rule but the device count (known once the job
+        # is joined; the run reads the config with it), and the run already in
+        # the workdir.
+        checked = config_validation.read(config, num_devices=1)
         if not _START_OVER.value:
-            relaunch.check(config, _WORKDIR.value)
-    except config_validation.ConfigError as error:
+            relaunch.check(checked, _WORKDIR.value)
+    except ConfigError as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
     if _MULTIHOST.value and not job_supervisor.is_child():
         return job_supervisor.supervise(on_abort=_report_abort)
@@ -265,7 +275,8 @@ def main(argv: list[str]) -> int:
 def _run(config: ml_collections.ConfigDict) -> int:
     """Prepares the dataset, joins the job (--multihost) and trains."""
     # TensorFlow comes with these; the supervising parent needs none of it.
-    from tce_jax import checkpointing, input_pipeline, train
+    from tce_jax.data import input_pipeline
+    from tce_jax.training import checkpointing, loop, progress
 
     try:
         # Before joining: a process waiting for the data dir's lock, or failing
@@ -286,12 +297,12 @@ def _run(config: ml_collections.ConfigDict) -> int:
             )
     compilation_cache.configure(_COMPILATION_CACHE_DIR.value)
     try:
-        # Validates the config first (config_validation.validate), once, and
-        # logs the JAX version and devices after that.
-        train.train_and_evaluate(config, _WORKDIR.value, start_over=_START_OVER.value)
-    except config_validation.ConfigError as error:
+        # Reads the config first (config_validation.read), once, with the
+        # job's device count, and logs the JAX version and devices after that.
+        loop.train_and_evaluate(config, _WORKDIR.value, start_over=_START_OVER.value)
+    except (ConfigError, input_pipeline.DataSizeError) as error:
         return _fail(f"invalid config: {error}", EXIT_INVALID_CONFIG)
-    except train.NonFiniteLossError as error:
+    except progress.NonFiniteLossError as error:
         return _fail(f"stopped: {error}", EXIT_NON_FINITE_LOSS)
     except checkpointing.RestoreError as error:  # Every process of a job agrees.
         return _fail(f"stopped: {error}", EXIT_CHECKPOINT_UNREADABLE)
@@ -302,12 +313,10 @@ def _run(config: ml_collections.ConfigDict) -> int:
     return 0
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return config_validation.parse_flags(argv, _CONFIG)
-    except config_validation.ConfigError as error:
-        sys.exit(_fail(str(error), EXIT_INVALID_CONFIG))
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(
+        main,
+        flags_parser=command_line.parser_exiting_with(
+            _CONFIG, "launch.py", EXIT_INVALID_CONFIG
+        ),
+    )

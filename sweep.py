@@ -13,7 +13,7 @@ machine, one GPU each on a GPU machine, then the report), `slurm` (one
 submitit job array, returns once submitted; --wait waits and reports) and
 `submitit_local` (the slurm path on this machine, for tests). A sweep config
 with `compare_with` ends by comparing its runs with those committed results
-(`tce_jax.compare`).
+(`tce_jax.analysis.compare`).
 
 On a partition with GPUs each run asks for one GPU and 4 CPUs unless the
 --slurm_* flags say otherwise. Exit status: 0 when every run finished (or
@@ -24,7 +24,6 @@ Sweeps, sweep configs and reports: docs/results.md; GPUs and the --slurm_*
 flags: docs/accelerators.md.
 """
 
-import os
 import pathlib
 import shlex
 import sys
@@ -32,16 +31,11 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from tce_jax import (
-    compare,
-    config_validation,
-    grid,
-    local_executor,
-    report,
-    slurm,
-    sweep_plan,
-    sweep_status,
-)
+from tce_jax import run_files
+from tce_jax.analysis import compare, report
+from tce_jax.sweeps import grid, local_executor, slurm, sweep_plan, sweep_status
+from tce_jax.training import command_line
+from tce_jax.training.config import ConfigError
 
 EXECUTORS = {"local": None, "slurm": "slurm", "submitit_local": "local"}
 
@@ -237,7 +231,7 @@ def _run(config) -> int:
             here = shlex.quote(_WORKDIR.value)
             print(
                 f"follow with: python3 sweep.py --workdir={here} --status\n"
-                f"when done:   python3 -m tce_jax.report --sweep_dir={here}",
+                f"when done:   python3 -m tce_jax.analysis.report --sweep_dir={here}",
                 flush=True,
             )
             return 0
@@ -259,14 +253,16 @@ def main(argv):
         if _STATUS.value:
             return _print_status()
         try:
-            config = config_validation.config_from_flag(_CONFIG)
-        except config_validation.ConfigError as error:
+            config = command_line.config_from_flag(_CONFIG)
+        except ConfigError as error:
             raise _UsageError(str(error)) from None
-        if _WORKDIR.value and os.path.isfile(_WORKDIR.value):
-            raise _UsageError(
-                f"--workdir={_WORKDIR.value}: is a file; allowed: a directory (the "
-                "sweep directory, created if missing)"
-            )
+        problem = run_files.not_a_directory(
+            "workdir",
+            _WORKDIR.value,
+            "a directory (the sweep directory, created if missing)",
+        )
+        if problem:
+            raise _UsageError(problem)
         if _DRY_RUN.value:
             # Each command as the sweep would run it (from the repository root),
             # its --workdir in the sweep dir: safe to copy and run by hand.
@@ -287,13 +283,8 @@ def main(argv):
         return EXIT_NO_DATA
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return config_validation.parse_flags(argv, _CONFIG)
-    except config_validation.ConfigError as error:
-        print(f"sweep.py: {error}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_USAGE)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(
+        main,
+        flags_parser=command_line.parser_exiting_with(_CONFIG, "sweep.py", EXIT_USAGE),
+    )

@@ -16,9 +16,9 @@ measured, in this order:
 * ``cifar10 2 epochs`` (the figure a user needs most): two epochs of
   configs/cifar10.py (ResNet-34, batch 128, float32, train + noisy-val + test
   evaluation after each epoch, checkpoints) on random images of CIFAR-10's
-  sizes, through ``train.train_and_evaluate``: the wall time of the whole call
+  sizes, through ``loop.train_and_evaluate``: the wall time of the whole call
   and the training images/s of epoch 2.
-* ``step``: images/s of train.py's train step (``train.make_train_step``:
+* ``step``: images/s of the training loop's train step (``steps.make_train_step``:
   on-device pad-4 crop, flip and normalisation of uint8 CIFAR-sized 32x32x3
   images, forward, backward, SGD with momentum and weight decay, state
   donated) for ResNet-18 and ResNet-34, batch 128 and 512, float32 and
@@ -82,7 +82,8 @@ import jax  # noqa: E402
 # refusal to run on a CPU backend comes at once and alone.
 from benchmarks import loss_bench, train_bench  # noqa: E402
 from configs import cifar10  # noqa: E402
-from tce_jax import compilation_cache, losses  # noqa: E402
+from tce_jax import losses  # noqa: E402
+from tce_jax.training import compilation_cache  # noqa: E402
 
 IMAGE_SHAPE = (32, 32, 3)
 DEFAULT_BUDGET_SECONDS = 900.0
@@ -316,7 +317,7 @@ def run_within_budget(
 def host_images_per_second(batch_size, num_batches, repeats):
     """Images/s of `Datasets.train_batches` on 50,000 random CIFAR-sized images."""
     from benchmarks import pipeline_bench
-    from tce_jax import input_pipeline
+    from tce_jax.data import input_pipeline
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     _, splits = pipeline_bench.cifar_sized_splits()
@@ -401,7 +402,8 @@ def cifar10_config(plan, num_devices):
 def measure_cifar10(config, plan):
     """Two epochs of the config on random images, timed end to end."""
     from benchmarks import pipeline_bench
-    from tce_jax import input_pipeline, train
+    from tce_jax.data import input_pipeline
+    from tce_jax.training import loop
 
     sizes = {"train": plan.cifar_train_size, "test": plan.cifar_test_size}
 
@@ -418,7 +420,7 @@ def measure_cifar10(config, plan):
     try:
         with tempfile.TemporaryDirectory() as workdir:
             start = time.perf_counter()
-            train.train_and_evaluate(config, workdir)
+            loop.train_and_evaluate(config, workdir)
             wall = time.perf_counter() - start
             with open(os.path.join(workdir, "metrics.jsonl")) as f:
                 history = [json.loads(line) for line in f]

@@ -18,7 +18,7 @@ Prints, on this machine and side by side in one process:
     and float32 normalisation on the host, then the (4x larger) transfer;
   both in the pipeline's background thread, each batch waited for on the
   device; per image, the host cost in microseconds;
-* images/s of train.py's ResNet-20 step (CE, with on-device crop/flip and
+* images/s of the training loop's ResNet-20 step (CE, with on-device crop/flip and
   normalisation) on a fixed batch and fed by the pipeline, so the overlap shows;
 * the ratio host pipeline / step (target >= 10).
 
@@ -33,7 +33,9 @@ import optax
 from absl import app, flags
 
 from configs import default
-from tce_jax import fashion_mnist_debian, input_pipeline, losses, models, noise, train
+from tce_jax import losses, noise
+from tce_jax.data import fashion_mnist_debian, input_pipeline
+from tce_jax.training import models, steps
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
 _PIPELINE_BATCHES = flags.DEFINE_integer(
@@ -192,14 +194,14 @@ def time_pipelines(datasets, batch_size, num_batches, repeats, paths=PATHS):
 
 
 def time_steps(datasets, mesh, batch_size, num_steps, repeats):
-    """Images/s of train.py's ResNet-20 step: fixed batch, and fed by the pipeline."""
+    """Images/s of the run's ResNet-20 step: fixed batch, and fed by the pipeline."""
     info = datasets.info
     model = models.get("resnet20", num_classes=info.num_classes)
     optimizer = optax.sgd(0.1, momentum=0.9, nesterov=True)
-    state = train.create_train_state(
+    state = steps.create_train_state(
         model, optimizer, image_shape=info.image_shape, seed=0, mesh=mesh
     )
-    step = train.make_train_step(losses.get("ce"), mesh, datasets.preprocessing)
+    step = steps.make_train_step(losses.get("ce"), mesh, datasets.preprocessing)
     batches = _batches(_current_train_batches, datasets, batch_size)
     fixed = next(batches)
     state, loss = step(state, fixed[1], fixed[0])  # Compiles.
@@ -270,7 +272,7 @@ def main(argv):
     print(
         "images/s (best of repeats): host now = uint8 gather + transfer; host before "
         "= the same plus NumPy crop/flip and normalisation and a float32 transfer; "
-        "ResNet-20 step = train.py's step (crop/flip/normalise on the device) on a "
+        "ResNet-20 step = the run's step (crop/flip/normalise on the device) on a "
         "fixed batch; fed step = the same fed by the pipeline."
     )
 

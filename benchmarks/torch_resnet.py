@@ -1,4 +1,4 @@
-"""ResNet-20 in PyTorch, the same network as ``tce_jax.models.get("resnet20")``.
+"""ResNet-20 in PyTorch, the network of ``tce_jax.training.models.get("resnet20")``.
 
 Bench-only reference for ``benchmarks/train_bench.py``: 3x3 stem with 16
 channels, three stages of three basic blocks (16/32/64 channels), option-A

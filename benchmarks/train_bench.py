@@ -4,7 +4,7 @@ Times one ResNet-20 SGD step at a fixed batch on random images, for each
 configuration below, all in one process, interleaved round-robin and repeated,
 so the ratios compare configurations under the same machine load:
 
-* ``jax-ce`` / ``jax-tce``: the step ``train.py`` runs (``train.make_train_step``:
+* ``jax-ce`` / ``jax-tce``: the step a run runs (``steps.make_train_step``:
   ``jax.jit`` over a ``('data',)`` mesh, batch sharded, state replicated and
   donated, pad-4 crop + flip + normalisation of uint8 images on the device,
   optax SGD + momentum + weight decay), with the registry's CE or TCE.
@@ -67,7 +67,7 @@ def jax_step_runner(
     dtype="float32",
     width_multiplier=1.0,
 ):
-    """Returns ``run(num_steps=1)``, running train.py's step to completion.
+    """Returns ``run(num_steps=1)``, running the training loop's step to completion.
 
     The batch is random uint8 images, as the input pipeline sends them; the
     step crops, flips and normalises them as for CIFAR. ``dtype`` is the
@@ -77,7 +77,9 @@ def jax_step_runner(
     import jax
     import ml_collections
 
-    from tce_jax import losses, models, preprocessing, train
+    from tce_jax import losses
+    from tce_jax.data import preprocessing
+    from tce_jax.training import models, optim, steps
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     model = models.get(
@@ -96,8 +98,8 @@ def jax_step_runner(
             }
         }
     )
-    optimizer = train.create_optimizer(optimizer_config, _LEARNING_RATE)
-    state = train.create_train_state(
+    optimizer = optim.create_optimizer(optimizer_config, _LEARNING_RATE)
+    state = steps.create_train_state(
         model, optimizer, image_shape=image_shape, seed=0, mesh=mesh
     )
     channels = image_shape[-1]
@@ -108,7 +110,7 @@ def jax_step_runner(
         random_flip=True,
         platform=mesh.devices.flat[0].platform,
     )
-    step = train.make_train_step(losses.get(loss_name), mesh, augmentation)
+    step = steps.make_train_step(losses.get(loss_name), mesh, augmentation)
     batch_sharding = jax.NamedSharding(mesh, jax.P("data"))
     rng = np.random.default_rng(0)
     batch = jax.device_put(

@@ -7,7 +7,7 @@ r"""CIFAR-100, GCE-paper protocol: ResNet-34 (accelerator-sized).
 
 Same protocol as cifar10.py. Published CE at 40% symmetric noise: 48.20%.
 Loss hyperparameters left unset take CIFAR-100's settings
-(config_validation.loss_hparams, from losses.defaults(name, "cifar100")):
+(tce_jax/training/config.py's loss_hparams, from losses.defaults(name, "cifar100")):
 TCE's alpha follows the rule alpha = 1/K, 0.01 here, and each baseline gets
 the setting its authors published for CIFAR-100 (SCE alpha 6 beta 0.1,
 NCE+RCE 10 / 0.1, NCE+MAE 10 / 1, ...; docs/losses.md). Values set on the

@@ -19,14 +19,15 @@ per dataset"), and the run's summary.json records the values used
 
 from ml_collections import config_dict
 
-from tce_jax import alpha_rules, losses
+from tce_jax import losses
+from tce_jax.training import alpha
 
 
 def loss_config(name: str) -> config_dict.ConfigDict:
     """``name`` plus a None placeholder for each hyperparameter of any loss.
 
     A placeholder left None takes the loss's setting for the run's dataset
-    (``config_validation.loss_hparams``).
+    (``config.loss_hparams`` in tce_jax/training/config.py).
 
     A placeholder's type is that of the registry default (int for counts such
     as taylor_ce's ``t``, float otherwise), so command-line values parse right.
@@ -39,12 +40,11 @@ def loss_config(name: str) -> config_dict.ConfigDict:
             types[hparam] = float if types.get(hparam, kind) is not kind else kind
     for hparam in sorted(types):
         loss[hparam] = config_dict.placeholder(types[hparam])
-    # How TCE's alpha is set (tce_jax/alpha_rules.py): "fixed" keeps loss.alpha;
-    # a self-tuning rule ("auto", "val_peak", "val_track") sets it from the
-    # run's readings, with its settings below (None: the rule's default).
-    loss.alpha_rule = alpha_rules.FIXED
-    for setting in alpha_rules.setting_names():
-        loss[setting] = config_dict.placeholder(float)
+    # How TCE's alpha is set (tce_jax/training/alpha.py): alpha_rule "fixed"
+    # keeps loss.alpha; a self-tuning rule ("auto", "val_peak", "val_track")
+    # sets it from the run's readings, with its settings (None: the rule's
+    # default).
+    alpha.add_config_fields(loss, config_dict.placeholder)
     return loss
 
 

@@ -24,5 +24,5 @@ esac
   done
 done
 cp "$src/sweep.json" "$dst/"
-python3 -m tce_jax.report --sweep_dir="$dst" >/dev/null
+python3 -m tce_jax.analysis.report --sweep_dir="$dst" >/dev/null
 echo "export_runs: $(find "$dst" -name summary.json | wc -l) finished runs in $dst"

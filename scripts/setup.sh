@@ -41,5 +41,5 @@ python3 -m pip install --quiet --disable-pip-version-check "${lock[@]}" -e ".[$e
 # Build the tfds dataset from Debian's files once, so that runs (and parallel
 # sweep jobs) never race to prepare it.
 if [[ -f "$fmnist_dir/train-images-idx3-ubyte.gz" ]]; then
-  python3 -m tce_jax.prepare_data --dataset=fashion_mnist
+  python3 -m tce_jax.data.prepare_data --dataset=fashion_mnist
 fi

@@ -68,7 +68,7 @@ constant whatever the number of classes: for K != 10 pass
 ``alpha=default_tce_alpha(K)`` (0.01 for 100 classes), as configs/cifar100.py
 does. How other alphas fare: the alpha study in
 results/fashion_mnist_noise/README.md; sweep reports also show TCE with alpha
-chosen on the noisy validation split (tce_jax/report.py).
+chosen on the noisy validation split (tce_jax/analysis/report.py).
 """
 
 

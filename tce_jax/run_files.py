@@ -38,10 +38,10 @@ TIMING_METRICS = ("images_per_second", "elapsed_seconds")
 SUMMARY_FILE = "summary.json"
 LABELS_FILE = "labels.npz"
 CHECKPOINT_DIR = "checkpoints"
-# The config the run trains with, every default filled in (tce_jax.relaunch).
+# The config the run trains with, every default filled in (tce_jax.training.relaunch).
 EFFECTIVE_CONFIG_FILE = "effective_config.json"
 # A run moved aside to start over is renamed <run dir> + this + a timestamp
-# (tce_jax.relaunch); it is no run of any sweep.
+# (tce_jax.training.relaunch); it is no run of any sweep.
 REPLACED_RUN_MARK = ".replaced-"
 # Written by the sweep around a run.
 RUN_INFO_FILE = "run.json"
@@ -51,14 +51,14 @@ LOG_FILE = "log.txt"
 ERROR_FILE = "error.txt"
 TIMING_FILE = "timing.jsonl"
 HEARTBEAT_FILE = "heartbeat"
-# The cluster job of a run submitted by the slurm executor (tce_jax.slurm).
+# The cluster job of a run submitted by the slurm executor (tce_jax.sweeps.slurm).
 JOB_FILE = "job.json"
 # The key under which run.json and summary.json keep where the run ran
 # (tce_jax.run_environment).
 ENVIRONMENT_KEY = "environment"
 # In the sweep directory.
 SWEEP_INFO_FILE = "sweep.json"
-# submitit's job scripts and logs (the slurm executor, tce_jax.slurm).
+# submitit's job scripts and logs (the slurm executor, tce_jax.sweeps.slurm).
 SUBMITIT_DIR = "submitit"
 
 PathLike = str | os.PathLike
@@ -427,3 +427,17 @@ def find_runs(sweep_dir: PathLike) -> list[str]:
     }
     found = {rel_dir for rel_dir in found if REPLACED_RUN_MARK not in rel_dir}
     return rel_dirs + sorted(found - set(rel_dirs))
+
+
+def not_a_directory(flag: str, path: str | None, allowed: str) -> str | None:
+    """The one-line problem of ``--<flag>=<path>`` naming a file where a
+    directory (a run, sweep or data directory) is wanted, or None.
+
+    Args:
+      flag: the flag's name.
+      path: its value; None (the flag not given) and a missing path pass.
+      allowed: what the flag takes, e.g. "a directory (created if missing)".
+    """
+    if path is None or not os.path.exists(path) or os.path.isdir(path):
+        return None
+    return f"--{flag}={path}: is a file; allowed: {allowed}"

@@ -27,3 +27,10 @@ def numpy_generator(*words: int) -> np.random.Generator:
     """A NumPy generator seeded by integer words (a purpose seed, an epoch, the
     words of a JAX key): the one way the package seeds host-side randomness."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(words))))
+
+
+def uniform_choice(rng: np.random.Generator, population: int, count: int) -> np.ndarray:
+    """``count`` distinct integers of ``range(population)``, uniformly, in draw
+    order (a stable argsort of uniform draws, so the first ``k`` of a larger
+    draw are the draw of ``k``)."""
+    return np.argsort(rng.random(population), kind="stable")[:count]

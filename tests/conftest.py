@@ -46,7 +46,7 @@ def fake_data(monkeypatch):
     """The input pipeline loads ``tiny_run.fake_load_split``'s synthetic data."""
     import tiny_run
 
-    from tce_jax import input_pipeline
+    from tce_jax.data import input_pipeline
 
     monkeypatch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
 
@@ -58,12 +58,13 @@ def reference_run(tmp_path_factory, compilation_cache):
     del compilation_cache  # Only needed active.
     import tiny_run
 
-    from tce_jax import input_pipeline, train
+    from tce_jax.data import input_pipeline
+    from tce_jax.training import loop
 
     workdir = tmp_path_factory.mktemp("reference")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(input_pipeline, "load_split", tiny_run.fake_load_split)
-        summary = train.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
+        summary = loop.train_and_evaluate(tiny_run.tiny_config(), str(workdir))
     return workdir, summary
 
 
@@ -88,7 +89,7 @@ def sweep_dir(tmp_path):
 @pytest.fixture(scope="session")
 def fashion_mnist_arrays():
     """Debian's Fashion-MNIST as {split: (images, labels)}; skips without it."""
-    from tce_jax import fashion_mnist_debian
+    from tce_jax.data import fashion_mnist_debian
 
     if not fashion_mnist_debian.is_available():
         pytest.skip(

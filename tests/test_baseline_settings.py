@@ -2,7 +2,7 @@
 
 The table is the loss registry's (``losses.published_settings``,
 ``losses.defaults(name, dataset)``); a run takes it through
-``config_validation.loss_hparams`` for ``config.data.dataset``, values set in
+``run_config.loss_hparams`` for ``config.data.dataset``, values set in
 the config win, and docs/losses.md shows it (checked equal here).
 """
 
@@ -12,8 +12,11 @@ import pathlib
 import ml_collections
 import pytest
 
-from tce_jax import config_validation, grid, losses
-from tce_jax.dataset_info import DATASETS
+from tce_jax import losses
+from tce_jax.data.dataset_info import DATASETS
+from tce_jax.sweeps import grid
+from tce_jax.training import config as run_config
+from tce_jax.training import config_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "losses.md"
@@ -138,15 +141,15 @@ def test_dataset_configs_give_their_runs_the_dataset_settings(path):
         assert config.data.dataset == dataset
         config_validation.validate(config, num_devices=1)
         want = losses.defaults(name, dataset, num_classes=num_classes)
-        assert config_validation.loss_hparams(config) == want, (path, name)
-        effective = config_validation.effective_config(config)["loss"]
+        assert run_config.loss_hparams(config) == want, (path, name)
+        effective = run_config.effective_config(config)["loss"]
         assert effective == {"name": name, **want, "alpha_rule": "fixed"}
 
 
 def test_cifar100_sce_runs_at_its_published_setting_and_set_values_win():
     # python3 launch.py --config=configs/cifar100.py --config.loss.name=sce
     config = grid.resolve_config("configs/cifar100.py", {"loss.name": "sce"})
-    assert config_validation.effective_config(config)["loss"] == {
+    assert run_config.effective_config(config)["loss"] == {
         "name": "sce",
         "alpha": 6.0,
         "beta": 0.1,
@@ -157,15 +160,15 @@ def test_cifar100_sce_runs_at_its_published_setting_and_set_values_win():
     config = grid.resolve_config(
         "configs/cifar100.py", {"loss.name": "sce", "loss.beta": 1.0}
     )
-    assert config_validation.loss_hparams(config) == {
+    assert run_config.loss_hparams(config) == {
         "alpha": 6.0,
         "beta": 1.0,
         "log_zero": -4.0,
     }
     config = grid.load_config_file("configs/cifar100.py:nce_mae")
-    assert config_validation.loss_hparams(config) == {"alpha": 10.0, "beta": 1.0}
+    assert run_config.loss_hparams(config) == {"alpha": 10.0, "beta": 1.0}
     config = grid.load_config_file("configs/cifar100.py")
-    assert config_validation.loss_hparams(config) == {"alpha": 0.01}
+    assert run_config.loss_hparams(config) == {"alpha": 0.01}
     # A value set for another loss's hyperparameter is still refused.
     config = grid.resolve_config("configs/cifar100.py", {"loss.name": "sce"})
     config.loss.q = 0.7
@@ -194,7 +197,7 @@ def test_every_committed_run_builds_the_same_loss_as_when_it_ran():
     assert len(paths) > 300
     for path in paths:
         config = ml_collections.ConfigDict(json.loads(path.read_text()))
-        assert config_validation.loss_hparams(config) == _old_loss_hparams(config), path
+        assert run_config.loss_hparams(config) == _old_loss_hparams(config), path
 
 
 @pytest.mark.parametrize(
@@ -218,6 +221,6 @@ def test_committed_sweeps_resolve_as_before(stem):
         sweep = grid.load_config_file(f"{path}:{part}" if part else path)
         for run in grid.expand_grid(sweep):
             config = grid.resolve_config(sweep.base_config, run.overrides)
-            assert config_validation.loss_hparams(config) == _old_loss_hparams(
-                config
-            ), run.rel_dir
+            assert run_config.loss_hparams(config) == _old_loss_hparams(config), (
+                run.rel_dir
+            )

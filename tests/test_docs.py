@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tce_jax import report_markdown
+from tce_jax.analysis import report_markdown
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = sorted(

@@ -49,7 +49,8 @@ def _launch_rejects(*args):
     [
         (
             "--config.loss.q=0.7",
-            "invalid config: config.loss.q: not a hyperparameter of loss 'tce'",
+            "invalid config: config.loss.q: got 0.7; allowed: unset: not a "
+            "hyperparameter of loss 'tce'",
         ),
         (
             "--config.batch_size=30",

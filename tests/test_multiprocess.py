@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import tiny_run
 
-from tce_jax import fashion_mnist_debian
+from tce_jax.data import fashion_mnist_debian
 
 ROOT = tiny_run.ROOT
 
@@ -317,7 +317,7 @@ jax.distributed.initialize(
     coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2])
 )
 import tiny_run
-from tce_jax import input_pipeline
+from tce_jax.data import input_pipeline
 by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 mesh = jax.sharding.Mesh(np.array(by_process).reshape(2, 2).T.ravel(), ("data",))
 rows = input_pipeline.process_rows(mesh, 8, jax.process_index())

@@ -67,7 +67,7 @@ sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
 from absl import app
 import launch
 import tiny_run
-from tce_jax import input_pipeline
+from tce_jax.data import input_pipeline
 input_pipeline.load_split = tiny_run.fake_load_split
 input_pipeline.prepare = lambda dataset, data_dir: None
 app.run(launch.main)

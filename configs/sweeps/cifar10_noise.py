@@ -1,6 +1,6 @@
 r"""The paper's setting at accelerator size: CIFAR-10, ResNet-34, CE/TCE/GCE/SCE.
 
-  python3 -m tce_jax.prepare_data --dataset=cifar10   # once, with internet access
+  python3 -m tce_jax.data.prepare_data --dataset=cifar10   # once, with internet access
   python3 sweep.py --config=configs/sweeps/cifar10_noise.py \
       --workdir=runs/cifar10_noise
 

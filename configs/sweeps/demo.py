@@ -7,7 +7,7 @@ Four runs, two at a time, one core each: seed 0 of CE and of TCE at the default
 alpha (0.1) at noise 0 and 0.4, four cells of the committed grid
 fashion_mnist_symmetric_selection with its protocol (ResNet-8 on 900 images,
 2,000 noisy validation images, 40 epochs). Then the report prints the table
-and writes the plots to runs/demo/report/, and ``tce_jax.compare`` compares
+and writes the plots to runs/demo/report/, and ``tce_jax.analysis.compare`` compares
 each run with the committed results named by ``compare_with``.
 
 What to expect: on the machine type and software that made the committed runs,

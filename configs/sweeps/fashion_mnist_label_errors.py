@@ -4,7 +4,7 @@ r"""Which labels are wrong? The runs whose predictions rank the training labels.
       --workdir=runs/fashion_mnist_label_errors
   python3 sweep.py --config=configs/sweeps/fashion_mnist_label_errors_folds.py \
       --workdir=runs/fashion_mnist_label_errors_folds
-  python3 -m tce_jax.label_errors --sweep_dir=runs/fashion_mnist_label_errors \
+  python3 -m tce_jax.analysis.label_errors --sweep_dir=runs/fashion_mnist_label_errors \
       --folds_dir=runs/fashion_mnist_label_errors_folds
 
 The class/instance protocol (fashion_mnist_class_instance: 900 training images,
