@@ -174,7 +174,19 @@ _PEER_LOST_SIGNS = (
     "broken pipe",
     "socket closed",
     "connection refused",
+    # The coordination service, when a barrier outlives a lost peer.
+    "heartbeat timeout",
 )
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and those it was raised from or while handling: a cleanup
+    that fails in a barrier after a peer is lost must not hide the loss."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 def _job_failure_message(error: Exception, process: int, num_processes: int) -> str:
@@ -186,7 +198,9 @@ def _job_failure_message(error: Exception, process: int, num_processes: int) -> 
         "relaunch every process with the same command: the run resumes from its "
         "last checkpoint."
     )
-    if any(sign in str(error).lower() for sign in _PEER_LOST_SIGNS):
+    if any(
+        sign in str(link).lower() for link in _chain(error) for sign in _PEER_LOST_SIGNS
+    ):
         # The transport names the peer's address, not its process; with two
         # processes the lost one can only be the other.
         lost = (

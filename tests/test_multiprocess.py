@@ -269,7 +269,8 @@ def test_two_processes_train_like_one_process_on_two_devices_and_survive_a_kill(
 
 def test_a_lost_peer_is_named_when_it_can_be_and_an_own_failure_is_told_apart():
     """The survivor's line for the errors a collective raises (the Gloo text is
-    what a killed peer gave on this machine), without starting a job."""
+    what a killed peer gave on this machine), also when a cleanup fails after
+    it, without starting a job."""
     script = (
         "import launch\n"
         "lost = ValueError('UNKNOWN: Gloo all-reduce failed: [pair.cc:538] Read "
@@ -278,6 +279,13 @@ def test_a_lost_peer_is_named_when_it_can_be_and_an_own_failure_is_told_apart():
         "for error, process, count in ((lost, 0, 2), (lost, 1, 2), (lost, 2, 4),"
         " (own, 0, 2)):\n"
         "    print(launch._job_failure_message(error, process, count))\n"
+        "try:\n"
+        "    try:\n"
+        "        raise lost\n"
+        "    except ValueError:\n"
+        "        raise RuntimeError('INTERNAL: Barrier failed (cleanup)')\n"
+        "except RuntimeError as masked:\n"
+        "    print(launch._job_failure_message(masked, 0, 2))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -299,6 +307,11 @@ def test_a_lost_peer_is_named_when_it_can_be_and_an_own_failure_is_told_apart():
     )
     assert lines[3].startswith(
         "stopped: process 0 of 2 failed (RuntimeError: RESOURCE_EXHAUSTED"
+    )
+    # A cleanup that fails after the loss (a checkpoint barrier) does not hide it.
+    assert lines[4].startswith(
+        "stopped: process 1 of 2 was lost (killed, preempted or its node lost); "
+        "process 0 saw RuntimeError: INTERNAL: Barrier failed (cleanup)"
     )
     assert all("relaunch every process with the same command" in x for x in lines)
 
