@@ -646,6 +646,7 @@ class TracedAlphaTest(chex.TestCase):
 
 
 class ConventionsTest(chex.TestCase):
+    @pytest.mark.slow
     def test_bfloat16_computes_in_float32_and_returns_bfloat16_gradients(self):
         logits, labels = _random_inputs(12, shape=(16,))
         logits_bf16 = jnp.asarray(logits, jnp.bfloat16)
@@ -702,6 +703,7 @@ class ConventionsTest(chex.TestCase):
         )(grid, logits)
         np.testing.assert_allclose(by_grid, flat, rtol=1e-6)
 
+    @pytest.mark.slow
     def test_where_masks_value_and_gradient(self):
         logits, labels = _random_inputs(16, shape=(6,))
         mask = np.array([True, False, True, True, False, True])

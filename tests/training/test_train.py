@@ -588,6 +588,7 @@ _TRANSFER = re.compile(r"\b(send|recv|send-done|recv-done|infeed|outfeed)\(|:S\(
 _ALIAS = re.compile(r"\{[\d,]*\}: \((\d+), \{[\d,]*\}, (may|must)-alias\)")
 
 
+@pytest.mark.slow
 def test_train_step_program_stays_on_the_device_and_donates_the_state():
     mesh = jax.make_mesh((4,), ("data",))
     state = _tiny_state(mesh, image_shape=(8, 8, 3), width=1 / 16)
