@@ -36,7 +36,9 @@ def noisy_mean_difference(table, loss: str, reference: str, metric: str) -> floa
     settings = sorted({(k, r) for k, r, _, _ in table if r > 0})
     seeds = sorted({s for *_, s in table})
     per_seed = [
-        statistics.mean(_points(table, k, r, loss, reference, s, metric) for k, r in settings)
+        statistics.mean(
+            _points(table, k, r, loss, reference, s, metric) for k, r in settings
+        )
         for s in seeds
     ]
     return statistics.mean(per_seed)
@@ -60,7 +62,9 @@ def main(parts: list[str]) -> None:
     print(f"parts: {', '.join(parts)}; points, unrounded until printed")
     for loss in (BASELINE, *CANDIDATES):
         noisy_val, noisy_test = (
-            statistics.mean(noisy_mean_difference(t, loss, "ce", m) for t in tables.values())
+            statistics.mean(
+                noisy_mean_difference(t, loss, "ce", m) for t in tables.values()
+            )
             for m in ("final_val_accuracy", "final_test_accuracy")
         )
         clean_val = statistics.mean(
@@ -69,7 +73,8 @@ def main(parts: list[str]) -> None:
         )
         scores[loss] = (noisy_val, clean_val)
         print(
-            f"{loss}: noisy mean - CE, final noisy-val {noisy_val:+.2f} (test {noisy_test:+.2f}); "
+            f"{loss}: noisy mean - CE, final noisy-val {noisy_val:+.2f} "
+            f"(test {noisy_test:+.2f}); "
             f"clean - TCE 0.1, final noisy-val {clean_val:+.2f}"
         )
     eligible = [c for c in CANDIDATES if scores[c][1] >= -CLEAN_MARGIN]
