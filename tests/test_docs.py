@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+import runpy
 
 import pytest
 
@@ -121,3 +122,18 @@ def test_accelerator_docs_keep_cpus_safely_and_run_one_srun_task_per_gpu():
         tasks = re.search(r"--ntasks-per-node=(\d+)", command)
         # JAX gives task i of a node its GPU i: one task per GPU uses them all.
         assert gpus and tasks and gpus.group(1) == tasks.group(1), command
+
+
+def test_the_self_tuning_rule_choice_quoted_is_what_choose_py_prints(capsys):
+    """The development README quotes the registered choice; it must be what the
+    script computes from the committed reports."""
+    folder = REPO / "results" / "fashion_mnist_alpha_rule_v2_dev"
+    readme = (folder / "README.md").read_text()
+    quoted = re.search(r"^    (parts: .*?^    chosen: \S+)$", readme, re.M | re.S)
+    runpy.run_path(str(folder / "choose.py"), run_name="choose")["main"](
+        ["step", "cosine"]
+    )
+    printed = capsys.readouterr().out.strip()
+    assert printed == "\n".join(
+        line.removeprefix("    ") for line in quoted.group(1).splitlines()
+    )
