@@ -395,9 +395,14 @@ def test_node_local_paths_are_refused_before_any_work(
     message = str(raised.value)
     assert message.startswith(
         "--executor=slurm: node-local paths, which the nodes running the tasks "
-        "would not see: the data dir /tmp/tfds (/tmp/tfds, under /tmp); the sweep "
-        f"dir ({sweep_dir}, under /tmp). "
+        "would not see: "
     )
+    # (A checkout or environment under /tmp, as in a throwaway CI clone, is
+    # named first; the paths this test sets follow.)
+    assert (
+        "the data dir /tmp/tfds (/tmp/tfds, under /tmp); the sweep "
+        f"dir ({sweep_dir}, under /tmp). "
+    ) in message
     assert "--slurm_allow_local_paths" in message and "\n" not in message
     assert not sweep_dir.exists()
 
