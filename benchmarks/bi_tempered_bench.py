@@ -32,7 +32,13 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
-from loss_bench import compile_step, parse_shape, time_calls
+from loss_bench import (
+    add_single_thread_flag,
+    compile_step,
+    parse_shape,
+    time_calls,
+    use_cpu_backend,
+)
 
 from tce_jax import losses
 
@@ -170,18 +176,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--target-ms", type=float, default=20.0)
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=DEFAULT_SHAPES)
-    parser.add_argument(
-        "--single-thread",
-        action="store_true",
-        help="run XLA on one thread (steadier on a shared machine)",
-    )
+    add_single_thread_flag(parser)
     args = parser.parse_args()
-    jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS", "cpu"))
-    if args.single_thread:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        )
+    use_cpu_backend(single_thread=args.single_thread)
     print(
         f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs"
     )

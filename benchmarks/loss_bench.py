@@ -133,6 +133,29 @@ def parse_shape(text: str) -> tuple[int, int]:
     return int(batch), int(num_classes)
 
 
+def add_single_thread_flag(parser: argparse.ArgumentParser) -> None:
+    """``--single-thread``, shared by the loss benchmarks."""
+    parser.add_argument(
+        "--single-thread",
+        action="store_true",
+        help="run XLA on one thread: steadier ratios on a machine shared with "
+        "other work (set before the CPU backend starts)",
+    )
+
+
+def use_cpu_backend(*, single_thread: bool) -> None:
+    """The CPU backend (unless JAX_PLATFORMS says otherwise), on one XLA thread
+    if asked. Called from main, not at import, so that
+    benchmarks/accelerator_check.py can reuse bench_shape on its accelerator;
+    docs/losses.md's figures are CPU ones."""
+    jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS", "cpu"))
+    if single_thread:
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=41)
@@ -150,21 +173,9 @@ def main() -> None:
         default=DEFAULT_SHAPES,
         help="BATCHxCLASSES, e.g. 1024x10",
     )
-    parser.add_argument(
-        "--single-thread",
-        action="store_true",
-        help="run XLA on one thread: steadier ratios on a machine shared with "
-        "other work (set before the CPU backend starts)",
-    )
+    add_single_thread_flag(parser)
     args = parser.parse_args()
-    # docs/losses.md's figures are CPU ones. Set here, not at import, so that
-    # benchmarks/accelerator_check.py can reuse bench_shape on its accelerator.
-    jax.config.update("jax_platforms", os.environ.get("JAX_PLATFORMS", "cpu"))
-    if args.single_thread:
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        )
+    use_cpu_backend(single_thread=args.single_thread)
 
     print(
         f"jax {jax.__version__}, optax {optax.__version__}, "
