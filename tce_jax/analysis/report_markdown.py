@@ -37,7 +37,7 @@ VALIDATION = ("final_val_accuracy", "noisy validation, final epoch")
 ESTABLISHED = "✓"
 
 
-def _label_rows(setting_rows: Sequence[dict[str, Any]]) -> dict[str, dict]:
+def label_rows(setting_rows: Sequence[dict[str, Any]]) -> dict[str, dict]:
     """{loss label: {(noise rate, seed): row}}, with the runs whose alpha noisy
     validation chose under ``plan.CHOSEN``."""
     labelled = {}
@@ -109,7 +109,7 @@ def difference_tables(
     pairs = comparisons_for(setting_rows, registered)
     if not pairs:
         return []
-    labelled = _label_rows(setting_rows)
+    labelled = label_rows(setting_rows)
     rates = sorted({row["noise_rate"] for row in setting_rows})
     lines = []
     for key, epoch in EPOCHS:
@@ -147,7 +147,7 @@ def noisy_mean(
     ]
     if not per_kind:
         return None
-    labelled = [_label_rows(kind_rows) for kind_rows, _ in per_kind]
+    labelled = [label_rows(kind_rows) for kind_rows, _ in per_kind]
     seed_sets = [
         {
             seed
@@ -234,7 +234,7 @@ def target_lines(
         else:
             verdicts = []
             for (kind,), kind_rows in group_by(finished, ("noise_kind",)).items():
-                labelled = _label_rows(kind_rows)
+                labelled = label_rows(kind_rows)
                 for rate in sorted({row["noise_rate"] for row in kind_rows}):
                     if (rate == 0) == (target.scope == "clean"):
                         where = "clean labels" if rate == 0 else f"{kind} {rate:g}"
