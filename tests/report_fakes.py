@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from tce_jax import run_files
+from tce_jax.analysis import report_tables
 
 
 def write_run(
@@ -117,3 +118,27 @@ def fill_sweep(tmp_path):
             val=[0.8, 0.9],
         )
     return tmp_path
+
+
+def write_benchmark(sweep_dir):
+    """Three seeds of CE, TCE and GCE under clean labels and two noisy settings,
+    with known differences: TCE is CE + 2 points under noise (exactly), GCE is
+    CE + 1, 3, -1 points by seed (mean +1, not established)."""
+    for seed, base in enumerate((0.60, 0.62, 0.64)):
+        for rate in (0.0, 0.2, 0.4):
+            write_run(sweep_dir, rate=rate, seed=seed, test=[base], val=[0.5])
+            tce = base + (0.02 if rate else -0.005)
+            write_run(
+                sweep_dir,
+                loss="tce",
+                hparams={"alpha": 0.1},
+                rate=rate,
+                seed=seed,
+                test=[tce],
+                val=[0.5],
+            )
+            gce = base + (0.01, 0.03, -0.01)[seed]
+            write_run(
+                sweep_dir, loss="gce", rate=rate, seed=seed, test=[gce], val=[0.5]
+            )
+    return [r for r in report_tables.collect(sweep_dir) if r["status"] == "finished"]

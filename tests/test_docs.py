@@ -6,7 +6,7 @@ import runpy
 
 import pytest
 
-from tce_jax.analysis import report_markdown
+from tce_jax.analysis import headline, report, report_tables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = sorted(
@@ -41,73 +41,27 @@ def test_docs_were_found():
     }
 
 
-# The README's headline table quotes the generated tables of the results it
-# links to: each cell is a final-epoch "mean ± std" of the linked folder's
-# generated README block or report/results.md, in the same scenario and loss.
-_HEADLINE_LOSSES = {
-    "CE": "ce",
-    "TCE alpha 0.1": "tce-alpha0.1",
-    "self-tuning TCE": "tce-auto",
-    "GCE": "gce-q0.7",
-    "SCE": "sce-alpha0.1-beta1",
-}
-_SECTION = re.compile(r"^(?:###|\*\*)\s*\w+, (\w+) noise\b", flags=re.MULTILINE)
-_CELL = re.compile(r"^(\d+\.\d ± \d+\.\d) /")
-
-
-def _row(line):
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
-
-
-def _generated_accuracy(results_dir):
-    """{(noise kind, rate, loss): {final-epoch cell}} of a results folder."""
-    readme = (results_dir / "README.md").read_text()
-    begin = readme.find(report_markdown.README_BEGIN)
-    end = readme.find(report_markdown.README_END)
-    texts = [readme[begin:end]] if 0 <= begin < end else []
-    texts += [path.read_text() for path in results_dir.glob("**/report/results.md")]
-    cells = {}
-    for text in texts:
-        for section in _SECTION.finditer(text):
-            # The first table after a section heading is its accuracy table.
-            lines = text[section.end() :].split("\n")
-            start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-            header, *body = lines[start:]
-            rates = _row(header)[1:]
-            for line in body[1:]:
-                if not line.startswith("|"):
-                    break
-                loss, *row = _row(line)
-                for rate, cell in zip(rates, row, strict=True):
-                    if match := _CELL.match(cell):
-                        key = (section.group(1), float(rate), loss)
-                        cells.setdefault(key, set()).add(match.group(1))
-    return cells
-
-
-def test_readme_headline_table_quotes_the_generated_results():
+def test_readme_headline_is_what_the_benchmark_runs_give():
+    """The README's headline block (tables, which margins are established, the
+    targets) is regenerated from the committed benchmark runs."""
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Headline results") :]
     section = section[: section.index("\n## ", 1)]
-    lines = [line for line in section.split("\n") if line.startswith("|")]
-    header, _, *rows = (_row(line) for line in lines)
-    assert header[1:-1] == list(_HEADLINE_LOSSES), header
-    checked = 0
-    for row in rows:
-        [link] = re.findall(r"\]\((results/[\w/]+/README\.md)\)", row[-1])
-        cells = _generated_accuracy((REPO / link).parent)
-        scenario = re.search(r"(symmetric|pair|instance) (\d(?:\.\d+)?)", row[0])
-        kind, rate = scenario.groups()
-        for column, value in zip(_HEADLINE_LOSSES, row[1:-1], strict=True):
-            if value == "–":
-                continue
-            key = (kind, float(rate), _HEADLINE_LOSSES[column])
-            assert value in cells.get(key, ()), (
-                f"README headline {row[0]!r}, {column}: {value} is not what "
-                f"{link}'s generated tables give ({sorted(cells.get(key, ()))})"
-            )
-            checked += 1
-    assert checked >= 10
+    sweep_dir = "results/fashion_mnist_benchmark"
+    begin = section.index(headline.BEGIN_PREFIX)
+    end = section.index(headline.END) + len(headline.END)
+    expected = headline.headline_block(
+        report_tables.collect(REPO / sweep_dir),
+        sweep_dir,
+        report.registered_plan(REPO / sweep_dir),
+    )
+    assert section[begin:end] == expected, (
+        "the README headline is stale: python3 -m tce_jax.analysis.report "
+        f"--sweep_dir={sweep_dir} --headline=README.md"
+    )
+    # Outside the block, no table: every headline number is generated.
+    outside = section[:begin] + section[end:]
+    assert not [line for line in outside.split("\n") if line.startswith("|")]
 
 
 def test_accelerator_docs_keep_cpus_safely_and_run_one_srun_task_per_gpu():

@@ -21,7 +21,9 @@ and, when several TCE alphas were run, accuracy_vs_alpha_*.png. Tables:
 
 With ``--update_readme`` it only rewrites the generated block of
 <sweep_dir>/README.md (``report_markdown.readme_block``), so that a results
-README quotes the tables its runs give, never retyped ones.
+README quotes the tables its runs give, never retyped ones; with
+``--headline=README.md`` the generated headline of the repository README
+(``headline``) from the sweep's runs.
 
 A sweep dir with a PLAN.md (a pre-registered plan, ``plan``) also gets the
 plan's comparisons and targets in its tables, and
@@ -39,7 +41,13 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from tce_jax import run_environment, run_files
-from tce_jax.analysis import plan, report_markdown, report_plots, report_tables
+from tce_jax.analysis import (
+    headline,
+    plan,
+    report_markdown,
+    report_plots,
+    report_tables,
+)
 from tce_jax.run_files import FINISHED
 
 REPORT_DIR = "report"
@@ -165,6 +173,24 @@ def _warn_on_summary_mismatch(rows, sweep_dir: pathlib.Path) -> None:
             )
 
 
+def update_headline(sweep_dir: str, path: str | pathlib.Path) -> pathlib.Path:
+    """Rewrites the generated headline of the Markdown file ``path`` (the
+    repository README) from the runs of ``sweep_dir`` (``headline``).
+
+    Raises:
+      ValueError: the file has no (or a broken) generated headline.
+    """
+    path = pathlib.Path(path)
+    block = headline.headline_block(
+        report_tables.collect(sweep_dir), sweep_dir, registered_plan(sweep_dir)
+    )
+    try:
+        path.write_text(headline.replace_block(path.read_text(), block))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return path
+
+
 def update_readme(sweep_dir: str | pathlib.Path) -> pathlib.Path:
     """Rewrites the generated block of <sweep_dir>/README.md (between markers).
 
@@ -229,11 +255,15 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    if flags.FLAGS.update_readme:
+    if flags.FLAGS.update_readme or flags.FLAGS.headline:
         try:
-            print(f"rewrote the generated block of {update_readme(sweep_dir)}")
-        except ValueError as error:
-            print(f"report: --update_readme: {error}", file=sys.stderr)
+            if flags.FLAGS.update_readme:
+                print(f"rewrote the generated block of {update_readme(sweep_dir)}")
+            if flags.FLAGS.headline:
+                path = update_headline(sweep_dir, flags.FLAGS.headline)
+                print(f"rewrote the generated headline of {path}")
+        except (ValueError, OSError) as error:
+            print(f"report: {error}", file=sys.stderr)
             return 2
         return 0
     also = [path for path in flags.FLAGS.also if path]
@@ -277,6 +307,12 @@ def define_flags() -> None:
         "update_readme",
         False,
         "Only rewrite the generated headline tables of <sweep_dir>/README.md.",
+    )
+    flags.DEFINE_string(
+        "headline",
+        None,
+        "Only rewrite the generated headline block of this Markdown file (the "
+        "repository README) from the sweep's runs; with --update_readme, both.",
     )
 
 

@@ -10,7 +10,8 @@ over the seeds (``intervals.paired_difference``). A difference is
   a plan registers, per noise rate, at the final and at the selected epoch;
 - ``noisy_mean_table``: the same averaged per seed over every noisy setting
   of a dataset;
-- ``target_lines``: a plan's registered targets, met or missed;
+- ``target_verdict``, ``target_lines``: a plan's registered targets, met or
+  missed;
 - ``results_markdown``: results.md, with the per-cell tables of
   ``report_tables`` (accuracy, memorisation, alpha, fall after the peak);
 - ``readme_block``: what a results README includes (``report --update_readme``).
@@ -219,45 +220,53 @@ def _statistic(difference: intervals.PairedDifference, stat: str) -> float:
     ]
 
 
+def target_verdict(
+    finished: Sequence[dict[str, Any]], target: plan.Target
+) -> tuple[str, str]:
+    """(verdict, details) of one registered target on the finished runs (final
+    epoch): "**met**", "**missed**", "**met in k of n**" (with "; m setting(s)
+    without runs yet" when some are), or "no runs to judge it yet"."""
+    key = EPOCHS[0][0]
+    if target.scope == "mean-noisy":
+        difference = noisy_mean(finished, target.a, target.b, key)
+        verdicts = [("mean over the noisy settings", difference)]
+    else:
+        verdicts = []
+        for (kind,), kind_rows in group_by(finished, ("noise_kind",)).items():
+            labelled = label_rows(kind_rows)
+            for rate in sorted({row["noise_rate"] for row in kind_rows}):
+                if (rate == 0) == (target.scope == "clean"):
+                    where = "clean labels" if rate == 0 else f"{kind} {rate:g}"
+                    verdicts.append(
+                        (where, paired(labelled, target.a, target.b, rate, key))
+                    )
+    known = [(where, d) for where, d in verdicts if d is not None and d.n >= 2]
+    if not known:
+        return "no runs to judge it yet", ""
+    met = [where for where, d in known if target.holds(_statistic(d, target.stat))]
+    details = "; ".join(
+        f"{where}: {target.stat} {_statistic(d, target.stat):+.2f} "
+        f"({difference_cell(d)})"
+        for where, d in known
+    )
+    missing = len(verdicts) - len(known)
+    pending = f"; {missing} setting(s) without runs yet" if missing else ""
+    if len(known) == 1:
+        verdict = "**met**" if met else "**missed**"
+    else:
+        verdict = f"**met in {len(met)} of {len(known)}**"
+    return verdict + pending, details
+
+
 def target_lines(
     rows: Sequence[dict[str, Any]], targets: Sequence[plan.Target]
 ) -> list[str]:
     """Each registered target, met or missed, with its numbers (final epoch)."""
-    key = EPOCHS[0][0]
     finished = [row for row in rows if row["status"] == FINISHED]
     lines = []
     for target in targets:
-        head = f"- `{target}`: "
-        if target.scope == "mean-noisy":
-            difference = noisy_mean(finished, target.a, target.b, key)
-            verdicts = [("mean over the noisy settings", difference)]
-        else:
-            verdicts = []
-            for (kind,), kind_rows in group_by(finished, ("noise_kind",)).items():
-                labelled = label_rows(kind_rows)
-                for rate in sorted({row["noise_rate"] for row in kind_rows}):
-                    if (rate == 0) == (target.scope == "clean"):
-                        where = "clean labels" if rate == 0 else f"{kind} {rate:g}"
-                        verdicts.append(
-                            (where, paired(labelled, target.a, target.b, rate, key))
-                        )
-        known = [(where, d) for where, d in verdicts if d is not None and d.n >= 2]
-        if not known:
-            lines.append(head + "no runs to judge it yet")
-            continue
-        met = [where for where, d in known if target.holds(_statistic(d, target.stat))]
-        details = "; ".join(
-            f"{where}: {target.stat} {_statistic(d, target.stat):+.2f} "
-            f"({difference_cell(d)})"
-            for where, d in known
-        )
-        missing = len(verdicts) - len(known)
-        pending = f"; {missing} setting(s) without runs yet" if missing else ""
-        if len(known) == 1:
-            verdict = "**met**" if met else "**missed**"
-        else:
-            verdict = f"**met in {len(met)} of {len(known)}**"
-        lines.append(f"{head}{verdict}{pending}. {details}.")
+        verdict, details = target_verdict(finished, target)
+        lines.append(f"- `{target}`: {verdict}" + (f". {details}." if details else ""))
     return lines
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from report_fakes import write_run
+from report_fakes import write_benchmark, write_run
 
 from tce_jax import run_environment, run_files
 from tce_jax.analysis import plan, report, report_markdown, report_tables
@@ -105,32 +105,8 @@ def test_differences_to_ce_are_paired_by_seed_from_unrounded_values(sweep_dir):
     assert line == "| gce − ce | +3.29 [+3.29, +3.29] 2/2 ✓ |"
 
 
-def _write_benchmark(sweep_dir):
-    """Three seeds of CE, TCE and GCE under clean labels and two noisy settings,
-    with known differences: TCE is CE + 2 points under noise (exactly), GCE is
-    CE + 1, 3, -1 points by seed (mean +1, not established)."""
-    for seed, base in enumerate((0.60, 0.62, 0.64)):
-        for rate in (0.0, 0.2, 0.4):
-            write_run(sweep_dir, rate=rate, seed=seed, test=[base], val=[0.5])
-            tce = base + (0.02 if rate else -0.005)
-            write_run(
-                sweep_dir,
-                loss="tce",
-                hparams={"alpha": 0.1},
-                rate=rate,
-                seed=seed,
-                test=[tce],
-                val=[0.5],
-            )
-            gce = base + (0.01, 0.03, -0.01)[seed]
-            write_run(
-                sweep_dir, loss="gce", rate=rate, seed=seed, test=[gce], val=[0.5]
-            )
-    return [r for r in report_tables.collect(sweep_dir) if r["status"] == "finished"]
-
-
 def test_noisy_mean_averages_each_seed_over_the_noisy_settings(tmp_path):
-    rows = _write_benchmark(tmp_path)
+    rows = write_benchmark(tmp_path)
     tce = report_markdown.noisy_mean(rows, "tce-alpha0.1", "ce", "final_test_accuracy")
     assert tce.mean == pytest.approx(2.0) and tce.n == 3 and tce.ahead == 3
     assert tce.established
@@ -147,7 +123,7 @@ def test_noisy_mean_averages_each_seed_over_the_noisy_settings(tmp_path):
 
 
 def test_registered_targets_are_judged_met_or_missed_with_their_numbers(tmp_path):
-    rows = _write_benchmark(tmp_path)
+    rows = write_benchmark(tmp_path)
     targets = plan.parse(
         "```plan\nlosses: ce\n"
         "target: each-noisy tce-alpha0.1 - ce low > 0\n"
@@ -170,7 +146,7 @@ def test_registered_targets_are_judged_met_or_missed_with_their_numbers(tmp_path
 
 
 def test_the_machines_behind_each_cell_are_listed_when_they_differ(tmp_path):
-    rows = _write_benchmark(tmp_path)
+    rows = write_benchmark(tmp_path)
     assert report_tables.machines_table(rows)[-1] == (
         f"All {len(rows)} finished runs: machine A."
     )
