@@ -44,11 +44,9 @@ def _setting(kind: str, rate: float) -> str:
 
 
 def _difference(difference: intervals.PairedDifference | None) -> str:
-    """'+3.93 ± 3.05 ✓', '+3.93 (n=1)' or a dash."""
-    if difference is None:
-        return "–"
-    if difference.n < 2:
-        return f"{difference.mean:+.2f} (n=1)"
+    """'+3.93 ± 3.05 ✓'; as the report's cells for one seed or none."""
+    if difference is None or difference.n < 2:
+        return report_markdown.difference_cell(difference)
     mark = f" {report_markdown.ESTABLISHED}" if difference.established else ""
     return f"{difference.mean:+.2f} ± {difference.half_width:.2f}{mark}"
 
