@@ -63,9 +63,10 @@ def _dataset_lines(dataset: str, rows: Sequence[dict[str, Any]]) -> list[str]:
     settings.sort(key=lambda setting: setting[2] != 0)
     names = " | ".join(map(_name, labels))
     accuracy = [f"| noise | seeds | {names} |", "|---|---|" + "---|" * len(labels)]
-    names = " | ".join(map(_name, labels[1:]))
-    differences = [f"| noise | {names} |", "|---|" + "---|" * (len(labels) - 1)]
-    verdicts = {label: {"ahead": [], "behind": [], "not": []} for label in labels}
+    others = labels[1:]
+    names = " | ".join(map(_name, others))
+    differences = [f"| noise | {names} |", "|---|" + "---|" * len(others)]
+    verdicts = {label: {"ahead": [], "behind": [], "not": []} for label in others}
     for name, labelled, rate in settings:
         cells = [
             [row[KEY] for (r, _), row in labelled.get(label, {}).items() if r == rate]
@@ -79,14 +80,14 @@ def _dataset_lines(dataset: str, rows: Sequence[dict[str, Any]]) -> list[str]:
             + " |"
         )
         cells = []
-        for label in labels[1:]:
+        for label in others:
             difference = report_markdown.paired(labelled, label, "ce", rate, KEY)
             cells.append(_difference(difference))
             _file(verdicts[label], name, difference)
         differences.append(f"| {name} | " + " | ".join(cells) + " |")
     if any(rate > 0 for _, _, rate in settings):
         cells = []
-        for label in labels[1:]:
+        for label in others:
             difference = report_markdown.noisy_mean(rows, label, "ce", KEY)
             cells.append(_difference(difference))
             _file(verdicts[label], NOISY_MEAN, difference)
@@ -104,7 +105,7 @@ def _dataset_lines(dataset: str, rows: Sequence[dict[str, Any]]) -> list[str]:
         "",
         *differences,
         "",
-        *(_sentence(label, verdicts[label]) for label in labels[1:]),
+        *(_sentence(label, verdicts[label]) for label in others),
     ]
 
 
@@ -160,10 +161,10 @@ def replace_block(text: str, block: str) -> str:
     Raises:
       ValueError: no headline block (or its end before its beginning).
     """
-    begin, end = text.find(BEGIN_PREFIX), text.find(END)
-    if begin < 0 or end < begin:
+    replaced = report_markdown.replace_generated(text, BEGIN_PREFIX, END, block)
+    if replaced is None:
         raise ValueError(
             "no generated headline; add the two marker lines "
             f"{begin_marker('results/NAME')!r} and {END!r} where it belongs"
         )
-    return text[:begin] + block + text[end + len(END) :]
+    return replaced

@@ -198,22 +198,22 @@ def update_readme(sweep_dir: str | pathlib.Path) -> pathlib.Path:
       ValueError: the README has no (or a broken) generated block.
     """
     path = pathlib.Path(sweep_dir) / "README.md"
-    text = path.read_text()
-    begin, end = (
-        text.find(report_markdown.README_BEGIN),
-        text.find(report_markdown.README_END),
+    block = report_markdown.readme_block(
+        report_tables.collect(sweep_dir), registered_plan(sweep_dir)
     )
-    if begin < 0 or end < begin:
+    text = report_markdown.replace_generated(
+        path.read_text(),
+        report_markdown.README_BEGIN,
+        report_markdown.README_END,
+        block,
+    )
+    if text is None:
         raise ValueError(
             f"{path}: no generated block; add the two marker lines "
             f"{report_markdown.README_BEGIN!r} and {report_markdown.README_END!r} "
             "where it belongs"
         )
-    block = report_markdown.readme_block(
-        report_tables.collect(sweep_dir), registered_plan(sweep_dir)
-    )
-    end += len(report_markdown.README_END)
-    path.write_text(text[:begin] + block + text[end:])
+    path.write_text(text)
     return path
 
 

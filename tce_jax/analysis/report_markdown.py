@@ -14,7 +14,8 @@ over the seeds (``intervals.paired_difference``). A difference is
   missed;
 - ``results_markdown``: results.md, with the per-cell tables of
   ``report_tables`` (accuracy, memorisation, alpha, fall after the peak);
-- ``readme_block``: what a results README includes (``report --update_readme``).
+- ``readme_block``: what a results README includes (``report --update_readme``);
+  ``replace_generated`` puts such a block in place.
 
 No plotting here: tables need no matplotlib.
 """
@@ -362,6 +363,16 @@ README_BEGIN = (
     "--update_readme`; edit the report code, not this block -->"
 )
 README_END = "<!-- end of generated block -->"
+
+
+def replace_generated(text: str, begin: str, end: str, block: str) -> str | None:
+    """``text`` with its generated block (from the first ``begin``, a marker or
+    its start, through ``end``) replaced by ``block``; None unless both markers
+    are there in that order."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        return None
+    return text[:start] + block + text[stop + len(end) :]
 
 
 def readme_block(
