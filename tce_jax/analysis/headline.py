@@ -3,7 +3,8 @@
     python3 -m tce_jax.analysis.report --sweep_dir=results/NAME --headline=README.md
 
 rewrites the block between ``BEGIN`` and ``END`` of README.md with the final
-epoch of the folder's finished runs, in one table per dataset: a row per noise
+epoch of the folder's finished runs (first saying how many are in, while some
+of its grid's runs are not finished), in one table per dataset: a row per noise
 setting, a column per loss (the report's order, with TCE at the alpha chosen
 on noisy validation after the fixed alphas), each cell the test accuracy's
 mean and the half-width of its 95% interval over the seeds; then the
@@ -139,7 +140,7 @@ def headline_block(
 ) -> str:
     """The block between the markers, from the finished runs of ``rows``."""
     finished = [row for row in rows if row["status"] == FINISHED]
-    lines = [begin_marker(sweep_dir), ""]
+    lines = [begin_marker(sweep_dir), "", *report_markdown.interim_lines(rows)]
     for (dataset,), dataset_rows in group_by(finished, ("dataset",)).items():
         lines += [*_dataset_lines(dataset, dataset_rows), ""]
     if registered and registered.targets:

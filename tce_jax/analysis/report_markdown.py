@@ -375,6 +375,20 @@ def replace_generated(text: str, begin: str, end: str, block: str) -> str | None
     return text[:start] + block + text[stop + len(end) :]
 
 
+def interim_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """A generated block's first lines while some of the sweep's runs are not
+    finished (none once all are): how many are in, and that the numbers below
+    are interim."""
+    finished = sum(row["status"] == FINISHED for row in rows)
+    if finished == len(rows):
+        return []
+    return [
+        f"**Interim: {finished} of {len(rows)} runs finished.** Every number and "
+        "verdict below comes from those runs and can change as the others finish.",
+        "",
+    ]
+
+
 def readme_block(
     rows: Sequence[dict[str, Any]], registered: plan.Plan | None = None
 ) -> str:
@@ -384,6 +398,8 @@ def readme_block(
     finished = [row for row in rows if row["status"] == FINISHED]
     pairs = registered.comparisons if registered else ()
     lines = [README_BEGIN]
+    if interim := interim_lines(rows):
+        lines += ["", *interim[:-1]]
     for (dataset, kind), setting_rows in group_by(
         finished, ("dataset", "noise_kind")
     ).items():

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from report_fakes import write_benchmark
+from report_fakes import write_benchmark, write_run
 
-from tce_jax.analysis import headline, plan, report
+from tce_jax.analysis import headline, plan, report, report_markdown, report_tables
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PLAN = (
@@ -47,6 +47,25 @@ def test_the_headline_gives_accuracies_differences_and_what_is_established(
     ) in lines
     assert "- `each-noisy tce-alpha0.1 - ce low > 0`: **met in 2 of 2**" in lines
     assert "- `mean-noisy gce - ce low > 0`: **missed**" in lines
+
+
+def test_blocks_say_they_are_interim_while_a_run_is_not_finished(tmp_path):
+    rows = write_benchmark(tmp_path)
+    for block in (
+        headline.headline_block(rows, "results/x"),
+        report_markdown.readme_block(rows),
+    ):
+        assert "Interim" not in block
+    write_run(
+        tmp_path, loss="gce", rate=0.4, seed=3, test=[0.5], val=[0.5], finished=False
+    )
+    rows = report_tables.collect(tmp_path)
+    line = (
+        "**Interim: 27 of 28 runs finished.** Every number and verdict below "
+        "comes from those runs and can change as the others finish."
+    )
+    assert headline.headline_block(rows, "results/x").split("\n")[2] == line
+    assert report_markdown.readme_block(rows).split("\n")[2] == line
 
 
 def test_a_setting_with_one_seed_is_marked_and_judged_nowhere(tmp_path):
