@@ -63,6 +63,20 @@ def test_sweep_config_lists_valid_runs(name):
     assert f"--config=configs/sweeps/{path.name}" in path.read_text()
 
 
+@pytest.mark.parametrize(
+    ("part", "training_images"), [("step", 900), ("cosine", 900), ("large", 3000)]
+)
+def test_alpha_rule_v2_dev_parts_train_on_the_images_their_readme_says(
+    part, training_images
+):
+    """The training subset holds the noisy validation split as well."""
+    path = REPO_ROOT / "configs" / "sweeps" / "fashion_mnist_alpha_rule_v2_dev.py"
+    sweep_config = grid.load_config_file(f"{path}:{part}")
+    for run in grid.expand_grid(sweep_config):
+        data = grid.resolve_config(sweep_config.base_config, run.overrides).data
+        assert data.train_subset - data.validation_examples == training_images
+
+
 def test_instance_noise_is_a_valid_config_and_typos_say_what_is_allowed():
     config = grid.load_config_file("configs/cpu_smoke.py")
     config.noise.kind = "instance"
