@@ -140,7 +140,9 @@ def headline_block(
 ) -> str:
     """The block between the markers, from the finished runs of ``rows``."""
     finished = [row for row in rows if row["status"] == FINISHED]
-    lines = [begin_marker(sweep_dir), "", *report_markdown.interim_lines(rows)]
+    lines = [begin_marker(sweep_dir), ""]
+    if interim := report_markdown.interim_line(rows):
+        lines += [interim, ""]
     for (dataset,), dataset_rows in group_by(finished, ("dataset",)).items():
         lines += [*_dataset_lines(dataset, dataset_rows), ""]
     if registered and registered.targets:

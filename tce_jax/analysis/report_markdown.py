@@ -375,18 +375,17 @@ def replace_generated(text: str, begin: str, end: str, block: str) -> str | None
     return text[:start] + block + text[stop + len(end) :]
 
 
-def interim_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """A generated block's first lines while some of the sweep's runs are not
-    finished (none once all are): how many are in, and that the numbers below
+def interim_line(rows: Sequence[dict[str, Any]]) -> str | None:
+    """A generated block's first line while some of the sweep's runs are not
+    finished (None once all are): how many are in, and that the numbers below
     are interim."""
     finished = sum(row["status"] == FINISHED for row in rows)
     if finished == len(rows):
-        return []
-    return [
+        return None
+    return (
         f"**Interim: {finished} of {len(rows)} runs finished.** Every number and "
-        "verdict below comes from those runs and can change as the others finish.",
-        "",
-    ]
+        "verdict below comes from those runs and can change as the others finish."
+    )
 
 
 def readme_block(
@@ -398,8 +397,8 @@ def readme_block(
     finished = [row for row in rows if row["status"] == FINISHED]
     pairs = registered.comparisons if registered else ()
     lines = [README_BEGIN]
-    if interim := interim_lines(rows):
-        lines += ["", *interim[:-1]]
+    if interim := interim_line(rows):
+        lines += ["", interim]
     for (dataset, kind), setting_rows in group_by(
         finished, ("dataset", "noise_kind")
     ).items():
