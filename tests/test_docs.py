@@ -78,16 +78,20 @@ def test_accelerator_docs_keep_cpus_safely_and_run_one_srun_task_per_gpu():
         assert gpus and tasks and gpus.group(1) == tasks.group(1), command
 
 
-def test_the_self_tuning_rule_choice_quoted_is_what_choose_py_prints(capsys):
-    """The development README quotes the registered choice; it must be what the
-    script computes from the committed reports."""
+def test_the_self_tuning_rule_choices_quoted_are_what_choose_py_prints(capsys):
+    """The development README quotes the registered choice (step, cosine) and
+    the check on large; each must be what the script computes from the
+    committed reports of the parts it names."""
     folder = REPO / "results" / "fashion_mnist_alpha_rule_v2_dev"
     readme = (folder / "README.md").read_text()
-    quoted = re.search(r"^    (parts: .*?^    chosen: \S+)$", readme, re.M | re.S)
-    runpy.run_path(str(folder / "choose.py"), run_name="choose")["main"](
-        ["step", "cosine"]
+    quoted = re.findall(
+        r"^    (parts: (.*?);.*?^    chosen: \S+)$", readme, re.M | re.S
     )
-    printed = capsys.readouterr().out.strip()
-    assert printed == "\n".join(
-        line.removeprefix("    ") for line in quoted.group(1).splitlines()
-    )
+    assert [parts for _, parts in quoted] == ["step, cosine", "large"]
+    main = runpy.run_path(str(folder / "choose.py"), run_name="choose")["main"]
+    for block, parts in quoted:
+        main(parts.split(", "))
+        printed = capsys.readouterr().out.strip()
+        assert printed == "\n".join(
+            line.removeprefix("    ") for line in block.splitlines()
+        )
